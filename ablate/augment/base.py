@@ -1,0 +1,119 @@
+"""What every operator shares: the sample/apply contract and the few tensor helpers they reuse.
+
+An operator is split in two, as in kornia.augmentation: ``sample`` draws every random number a
+batch needs (from the run's ``torch.Generator``, on the images' device) into a dict of tensors, and
+``apply`` is a deterministic function of the images and that dict. So a batch is replayed exactly
+from its parameters, and tests can check the parameters themselves (ranges, probabilities).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+
+from ablate.config import AugmentSpec
+
+Params = dict[str, torch.Tensor]
+
+
+class Operator(ABC):
+    """One augmentation operator of the paper, per-sample random, batched over B×3×H×W in [0, 1]."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    def from_spec(cls, spec: AugmentSpec) -> "Operator":
+        """The operator configured by the grid file's ``augment:`` section."""
+        return cls()
+
+    @abstractmethod
+    def sample(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator | None, device: torch.device
+    ) -> Params:
+        """Every random number the batch needs, drawn from ``generator`` on ``device``."""
+
+    @abstractmethod
+    def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+        """The augmented batch; deterministic given ``params`` (float32 B×3×H×W in [0, 1] in and out)."""
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch, _, height, width = images.shape
+        return self.apply(images, self.sample(batch, height, width, generator, images.device))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+# ------------------------------------------------------------------------------------ random draws
+
+
+def uniform(
+    low: float, high: float, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    """Uniform in [low, high) (float32)."""
+    return torch.rand(shape, generator=generator, device=device) * (high - low) + low
+
+
+def log_uniform(
+    low: float, high: float, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    """exp(uniform(log low, log high)): the aspect-ratio law of torchvision's RandomResizedCrop/RandomErasing."""
+    return torch.exp(uniform(math.log(low), math.log(high), shape, generator, device))
+
+
+def bernoulli(p: float, batch_size: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """A bool per sample, True with probability p."""
+    return torch.rand(batch_size, generator=generator, device=device) < p
+
+
+# ----------------------------------------------------------------------------------- application
+
+
+def apply_to_subset(
+    images: torch.Tensor, mask: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """``fn`` applied to the samples where mask is True; the others are returned untouched (exactly).
+
+    ``fn(subset, index)`` receives the selected images and their batch indices (to pick their
+    parameters). Working on the subset, rather than computing on all and selecting with
+    ``torch.where``, does only the work needed (p = 0.5 blur halves the cost) and leaves the
+    unselected images bit-identical.
+    """
+    index = mask.nonzero().squeeze(1)
+    if index.numel() == 0:
+        return images
+    if index.numel() == images.shape[0]:
+        return fn(images, index)
+    out = images.clone()
+    out[index] = fn(images[index], index)
+    return out
+
+
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] → float32 [0, 1]; float input is taken to be in [0, 1] already (cast to float32)."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images of shape B×3×H×W, got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32) / 255.0
+    if not images.is_floating_point():
+        raise TypeError(f"expected uint8 or floating images, got {images.dtype}")
+    return images.to(torch.float32)
+
+
+def check_range(name: str, pair: tuple[float, float], lowest: float, highest: float) -> tuple[float, float]:
+    """(low, high) with lowest <= low <= high <= highest, else ``expected inside [a, b], got x``."""
+    low, high = float(pair[0]), float(pair[1])
+    if not lowest <= low <= high <= highest:
+        raise ValueError(f"{name}: expected low <= high inside [{lowest}, {highest}], got [{low}, {high}]")
+    return low, high
+
+
+def check_probability(name: str, p: float) -> float:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name}: expected inside [0, 1], got {p}")
+    return float(p)

@@ -1,0 +1,110 @@
+"""The two views of a batch under the grid's protocol (SimCLR §3.1 and ordinary SimCLR).
+
+* ``one_branch`` — Figure 5's protocol: every image is first randomly cropped and resized ONCE
+  (the base crop, shared by both views: without sharing it, "color alone" would silently be
+  crop + color), then the targeted operators (``augment.ops``, in order) are applied to view 1
+  only; view 2 is the base crop as is. With ``base_crop: false`` view 2 is the image itself.
+* ``both_branches`` — ordinary SimCLR: the operator pipeline, drawn independently for each view;
+  no extra base crop (the pipeline's own ``crop`` does that job).
+
+Everything random is drawn first (``sample_pair``) and applied after (``apply_pair``), so a pair of
+views replays exactly from its parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ablate.augment.base import Operator, Params, to_unit_float
+from ablate.augment.crop import Crop
+from ablate.augment.registry import build_operator
+from ablate.config import AugmentSpec
+
+
+@dataclass
+class ViewParams:
+    """Every random number of one view: the base crop's (or None) and one dict per operator, in order."""
+
+    base: Params | None
+    ops: list[Params] = field(default_factory=list)
+
+
+@dataclass
+class PairParams:
+    """Both views' parameters. Under one_branch, view2.ops is empty and both share the same base crop."""
+
+    view1: ViewParams
+    view2: ViewParams
+
+
+class ViewMaker:
+    """Makes SimCLR views of a batch on its own device: ``pair`` (two views) and ``single`` (one view)."""
+
+    def __init__(self, spec: AugmentSpec) -> None:
+        self.spec = spec
+        self.protocol = spec.protocol
+        self.ops: list[Operator] = [build_operator(name, spec) for name in spec.ops]
+        uses_base = spec.protocol == "one_branch" and spec.base_crop
+        self.base: Crop | None = Crop(spec.base_crop_scale, spec.crop_ratio, spec.flip_p) if uses_base else None
+
+    def __repr__(self) -> str:
+        return f"ViewMaker(protocol={self.protocol!r}, base={self.base!r}, ops={self.ops!r})"
+
+    # ------------------------------------------------------------------------------- sampling
+
+    def sample_view(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator | None, device: torch.device
+    ) -> ViewParams:
+        """One view's parameters: base crop (if the protocol uses one) then every operator in order."""
+        base = self.base.sample(batch_size, height, width, generator, device) if self.base else None
+        return ViewParams(base, self._sample_ops(batch_size, height, width, generator, device))
+
+    def sample_pair(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator | None, device: torch.device
+    ) -> PairParams:
+        if self.protocol == "one_branch":
+            view1 = self.sample_view(batch_size, height, width, generator, device)
+            return PairParams(view1, ViewParams(view1.base, []))  # the base crop is shared
+        view1 = ViewParams(None, self._sample_ops(batch_size, height, width, generator, device))
+        view2 = ViewParams(None, self._sample_ops(batch_size, height, width, generator, device))
+        return PairParams(view1, view2)
+
+    def _sample_ops(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator | None, device: torch.device
+    ) -> list[Params]:
+        return [op.sample(batch_size, height, width, generator, device) for op in self.ops]
+
+    # ------------------------------------------------------------------------------ applying
+
+    def apply_view(self, images: torch.Tensor, params: ViewParams) -> torch.Tensor:
+        """images (float32 [0, 1]) → base crop (if any) → operators in order."""
+        out = self.base.apply(images, params.base) if params.base is not None and self.base else images
+        for op, op_params in zip(self.ops, params.ops, strict=False):
+            out = op.apply(out, op_params)
+        return out
+
+    def apply_pair(self, images: torch.Tensor, params: PairParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both views from their parameters; images uint8 or float [0, 1], B×3×H×W."""
+        x = to_unit_float(images)
+        if self.protocol == "one_branch":
+            view2 = self.apply_view(x, ViewParams(params.view2.base, []))
+            view1 = view2
+            for op, op_params in zip(self.ops, params.view1.ops, strict=True):
+                view1 = op.apply(view1, op_params)
+            return view1, view2
+        return self.apply_view(x, params.view1), self.apply_view(x, params.view2)
+
+    # ------------------------------------------------------------------------- the interface
+
+    def pair(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two views (float32 [0, 1], same shape and device as images) under the spec's protocol."""
+        batch, _, height, width = images.shape
+        return self.apply_pair(images, self.sample_pair(batch, height, width, generator, images.device))
+
+    def single(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One augmented view (supervised baseline): base crop (if the protocol uses it) + the operators."""
+        batch, _, height, width = images.shape
+        params = self.sample_view(batch, height, width, generator, images.device)
+        return self.apply_view(to_unit_float(images), params)
