@@ -1,0 +1,86 @@
+"""Grid → run specs. The product of the axes, in file order; `pair` becomes every ordered pair.
+
+A run's id is a short hash of the canonical JSON of its *resolved* spec (every default filled in),
+so the same grid gives the same ids on any machine, and two grids that share a run share its id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ablate.config import GridError, GridSpec, MAX_RUNS, Problem, RunSpec, _deep_copy, problems_from_validation, set_path
+
+RUN_ID_LENGTH = 12  # 48 bits: a collision among 100k runs has probability ~2e-5
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    run_id: str
+    spec: RunSpec
+    axes: dict[str, Any] = field(default_factory=dict)  # this run's value on each axis, for reports
+
+
+def canonical_json(spec: RunSpec) -> str:
+    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def run_id_of(spec: RunSpec) -> str:
+    return hashlib.sha256(canonical_json(spec).encode("utf-8")).hexdigest()[:RUN_ID_LENGTH]
+
+
+def expand_pairs(operators: list[str]) -> list[tuple[str, str]]:
+    """Every ordered pair (first, second) in the given order; (a, a) stands for `a` alone."""
+    return [(first, second) for first in operators for second in operators]
+
+
+def ops_of_pair(pair: tuple[str, str]) -> list[str]:
+    first, second = pair
+    return [first] if first == second else [first, second]
+
+
+def axis_values(grid: GridSpec) -> dict[str, list[Any]]:
+    values: dict[str, list[Any]] = {}
+    for axis, given in grid.grid.items():
+        values[axis] = expand_pairs(given) if axis == "pair" else list(given)
+    return values
+
+
+def plan_grid(grid: GridSpec) -> list[PlannedRun]:
+    """Every run of the grid, in a stable order; identical specs (e.g. from --set) appear once."""
+    axes = axis_values(grid)
+    total = 1
+    for values in axes.values():
+        total *= len(values)
+    if total > MAX_RUNS:
+        raise GridError([Problem(grid.name, "grid", f"expands to {total} runs; at most {MAX_RUNS} are allowed")])
+    base = grid.base_spec()
+    runs: list[PlannedRun] = []
+    seen: set[str] = set()
+    problems: list[Problem] = []
+    for combination in itertools.product(*axes.values()):
+        data = _deep_copy(base)
+        chosen = dict(zip(axes.keys(), combination))
+        for axis, value in chosen.items():
+            if axis == "pair":
+                set_path(data, "augment.ops", ops_of_pair(value))
+            else:
+                set_path(data, axis, _deep_copy(value))
+        try:
+            spec = RunSpec.model_validate(data)
+        except ValidationError as err:
+            label = ", ".join(f"{k}={v}" for k, v in chosen.items())
+            problems += [Problem(grid.name, f"run ({label}): {p.path}", p.message) for p in problems_from_validation(err, RunSpec, grid.name, None)]
+            continue
+        run_id = run_id_of(spec)
+        if run_id not in seen:
+            seen.add(run_id)
+            runs.append(PlannedRun(run_id, spec, {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()}))
+    if problems:
+        raise GridError(problems)
+    return runs

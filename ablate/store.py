@@ -1,0 +1,137 @@
+"""Results on disk: one folder per run, one result.json per run, written atomically.
+
+    results/<grid>/<run_id>/result.json     the outcome (completed or failed), never appended to
+    results/<grid>/<run_id>/checkpoint.pt   training state while the run is under way
+
+Every file that another process may read is written to a temporary file in the same folder and
+then moved into place with os.replace, which is atomic on POSIX filesystems (NFS included): a
+reader sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+RESULT_FILE = "result.json"
+RunState = Literal["completed", "failed", "pending", "corrupt"]
+
+
+class CorruptResult(Exception):
+    """A result.json that exists but cannot be read as a result (truncated, edited, foreign)."""
+
+
+def grid_dir(results_root: Path, grid: str) -> Path:
+    return Path(results_root) / grid
+
+
+def run_dir(results_root: Path, grid: str, run_id: str) -> Path:
+    return grid_dir(results_root, grid) / run_id
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write payload to path so that no reader ever sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as temp_file:
+            temp_file.write(payload)
+            temp_file.flush()
+            os.fsync(temp_file.fileno())  # the data is on disk before the name points at it
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
+
+
+def write_result(directory: Path, result: dict[str, Any]) -> Path:
+    path = Path(directory) / RESULT_FILE
+    write_json_atomic(path, result)
+    return path
+
+
+def read_result(directory: Path) -> dict[str, Any] | None:
+    """The run's result, None when it has none yet; CorruptResult when the file is unreadable."""
+    path = Path(directory) / RESULT_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CorruptResult(f"{path}: cannot be read ({err})") from None
+    try:
+        result = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CorruptResult(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(result, dict) or result.get("status") not in ("completed", "failed") or "run_id" not in result:
+        raise CorruptResult(f"{path}: not an ablate result (no run_id or status)")
+    return result
+
+
+def run_state(directory: Path) -> RunState:
+    try:
+        result = read_result(directory)
+    except CorruptResult:
+        return "corrupt"
+    return "pending" if result is None else result["status"]
+
+
+def is_completed(directory: Path) -> bool:
+    return run_state(directory) == "completed"
+
+
+def iter_results(results_root: Path, grid: str) -> list[dict[str, Any]]:
+    """Every readable result of a grid (corrupt files are skipped here; `ablate status` names them)."""
+    results = []
+    folder = grid_dir(results_root, grid)
+    if not folder.is_dir():
+        return results
+    for child in sorted(folder.iterdir()):
+        if not child.is_dir():
+            continue
+        try:
+            result = read_result(child)
+        except CorruptResult:
+            continue
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def result_row(result: dict[str, Any]) -> dict[str, Any]:
+    """One flat row: identity, status, every spec field by dotted path, every metric and timing."""
+    spec = result.get("spec", {})
+    ops = spec.get("augment", {}).get("ops", [])
+    row: dict[str, Any] = {
+        "run_id": result["run_id"],
+        "grid": result.get("grid"),
+        "status": result["status"],
+        "ops": "+".join(ops),
+        "first_op": ops[0] if ops else None,
+        "second_op": ops[-1] if ops else None,
+        "error": (result.get("error") or {}).get("message") if isinstance(result.get("error"), dict) else result.get("error"),
+    }
+    flat = pd.json_normalize(spec, sep=".").to_dict(orient="records")[0] if spec else {}
+    for key, value in flat.items():
+        row[key] = "+".join(value) if key == "augment.ops" else value
+    for key, value in (result.get("metrics") or {}).items():
+        row[key] = value
+    for key, value in (result.get("timings") or {}).items():
+        row[f"time.{key}"] = value
+    row["device"] = (result.get("provenance") or {}).get("device")
+    return row
+
+
+def load_results(results_root: Path, grid: str) -> pd.DataFrame:
+    """All results of a grid as a DataFrame, one row per run (completed and failed)."""
+    rows = [result_row(result) for result in iter_results(results_root, grid)]
+    return pd.DataFrame(rows)

@@ -1,0 +1,119 @@
+"""Grid files: the documented form loads; every kind of bad input is one clear problem each."""
+
+from pathlib import Path
+
+import pytest
+
+from ablate.config import GridError, RunSpec, load_grid, run_spec_fields
+
+QUICKSTART_FORM = """\
+name: quickstart
+dataset: {name: shapes, train_size: 4000, test_size: 1000, image_size: 32}
+model: {arch: small_cnn}
+method: simclr
+train: {epochs: 10, batch_size: 256, lr: 0.5, temperature: 0.5}
+augment: {protocol: one_branch}
+grid:
+  pair: [crop, color, blur]   # every ordered pair (a, b); a == b is the single operator
+  seed: [0]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "grid.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def problems_of(path: Path, overrides=None) -> list[str]:
+    with pytest.raises(GridError) as caught:
+        load_grid(path, overrides)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_documented_form_loads_with_its_values(tmp_path):
+    grid = load_grid(write(tmp_path, QUICKSTART_FORM))
+    assert grid.name == "quickstart"
+    assert grid.dataset.train_size == 4000 and grid.dataset.image_size == 32
+    assert grid.train.batch_size == 256 and grid.train.temperature == 0.5
+    assert grid.augment.protocol == "one_branch"
+    assert grid.grid == {"pair": ["crop", "color", "blur"], "seed": [0]}
+
+
+def test_shipped_grid_files_are_valid():
+    for path in sorted(Path(__file__).parents[1].joinpath("grids").glob("*.yaml")):
+        assert load_grid(path).name, path
+
+
+def test_missing_file(tmp_path):
+    assert problems_of(tmp_path / "nope.yaml") == [f"{tmp_path / 'nope.yaml'}: no such file"]
+
+
+def test_broken_yaml_names_the_line(tmp_path):
+    (problem,) = problems_of(write(tmp_path, "name: x\ngrid: {pair: [crop\n"))
+    assert problem.startswith(f"{tmp_path / 'grid.yaml'}:3: broken YAML")
+
+
+def test_all_problems_reported_at_once_with_paths_and_lines(tmp_path):
+    text = "name: x\ntrain: {epochs: -1, batchsize: 3}\ngrid:\n  pair: [crop, colr]\n  seed: []\n"
+    problems = problems_of(write(tmp_path, text))
+    assert len(problems) == 4
+    joined = "\n".join(problems)
+    assert ":2: train.epochs: got -1; input should be greater than or equal to 1" in joined
+    assert "train.batchsize: unknown key (did you mean 'batch_size'?)" in joined
+    assert ":4: grid.pair[1]: got 'colr'; expected one of 'crop', 'cutout', 'color'" in joined
+    assert ":5: grid.seed: empty axis" in joined
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: x\ndataset: {name: imagenet}\n", "dataset.name: got 'imagenet'; expected one of 'shapes', 'cifar10'"),
+        ("name: x\nmodel: {arch: vgg}\n", "model.arch: got 'vgg'; expected one of 'small_cnn', 'resnet18'"),
+        ("name: x\ntrain: {batch_size: ten}\n", "train.batch_size: got 'ten'; input should be a valid integer"),
+        ("name: ../evil\n", "name: got '../evil'; grid name '../evil' is not a plain name"),
+        ("name: a/b\n", "is not a plain name"),
+        ("name: x\ngrid: {train.batch_sise: [1]}\n", "grid.train.batch_sise: unknown axis (did you mean 'train.batch_size'?)"),
+        ("name: x\ngrid: {seed: [0, 0]}\n", "grid.seed: duplicate values [0]"),
+        ("- a\n- b\n", "top level is a list; expected a mapping"),
+        ("", "file is empty"),
+        ("name: x\nfoo: 1\n", "foo: unknown key"),
+        ("name: !!python/object:os.system x\n", "refused YAML"),
+    ],
+)
+def test_bad_input_gives_a_clear_problem(tmp_path, text, expected):
+    problems = problems_of(write(tmp_path, text))
+    assert any(expected in p for p in problems), problems
+
+
+def test_alias_bomb_is_refused_without_expanding(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 9):
+        prev = f"*a{level - 1}"
+        lines.append(f"a{level}: &a{level} [{', '.join([prev] * 10)}]")
+    (problem,) = problems_of(write(tmp_path, "\n".join(lines) + "\nname: x\n"))
+    assert "alias bomb" in problem
+
+
+def test_axis_values_validate_against_the_field(tmp_path):
+    text = "name: x\ngrid:\n  train.batch_size: [256, 1]\n  augment.color_strength: [0.5, -1]\n"
+    problems = problems_of(write(tmp_path, text))
+    assert any("grid.train.batch_size[1]: got 1; input should be greater than or equal to 2" in p for p in problems)
+    assert any("grid.augment.color_strength[1]: got -1" in p for p in problems)
+
+
+def test_set_overrides_fields_and_replaces_axes(tmp_path):
+    path = write(tmp_path, QUICKSTART_FORM)
+    grid = load_grid(path, ["train.epochs=1", "dataset.root=/data", "grid.seed=[0, 1]"])
+    assert grid.train.epochs == 1 and grid.dataset.root == "/data" and grid.grid["seed"] == [0, 1]
+    assert problems_of(path, ["train.epochs=zero"]) == [
+        "--set: train.epochs: got 'zero'; input should be a valid integer, unable to parse string as an integer"
+    ]
+
+
+def test_every_listed_axis_path_is_a_run_spec_field():
+    spec = RunSpec().model_dump()
+    for dotted in run_spec_fields():
+        current = spec
+        for key in dotted.split("."):
+            current = current[key]
