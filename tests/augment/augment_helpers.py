@@ -1,8 +1,7 @@
-"""Shared inputs for the augmentation tests: seeded random images with structure (not just noise)."""
+"""Shared inputs for the augmentation tests (a plain module, not conftest.py: other test folders have their own)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 
@@ -17,11 +16,6 @@ def structured_images(batch: int, size: int = 32, seed: int = 0) -> torch.Tensor
     for i, (y, x) in enumerate(corners.tolist()):
         images[i, :, y : y + size // 3, x : x + size // 4] = torch.rand((3, 1, 1), generator=g)
     return images.clamp(0, 1)
-
-
-@pytest.fixture
-def images() -> torch.Tensor:
-    return structured_images(16)
 
 
 def generator(seed: int = 0) -> torch.Generator:

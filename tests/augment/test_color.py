@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
-from conftest import generator, standard_error_bound, structured_images
+from augment_helpers import generator, standard_error_bound, structured_images
 
 from ablate.augment.color import Color, factor_range, hue_range
 

@@ -4,7 +4,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from conftest import generator, standard_error_bound, structured_images
+from augment_helpers import generator, standard_error_bound, structured_images
 
 from ablate.augment.crop import Crop, crop_area_and_aspect, resized_crop
 

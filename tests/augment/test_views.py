@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import generator, structured_images
+from augment_helpers import generator, structured_images
 
 from ablate.augment import OPERATOR_CLASSES, ViewMaker, build_operator
 from ablate.augment.crop import Crop
