@@ -1,0 +1,191 @@
+"""Any image folder with one sub-folder per class, decoded and resized once, cached as uint8.
+
+Layouts (torchvision's ImageFolder convention, read with its `find_classes` / `make_dataset`):
+
+* ``root/train/<class>/*`` and ``root/test/<class>/*`` — the given split is used; the classes are
+  the training sub-folders (sorted), and a test folder may lack some of them but not add new ones.
+* ``root/<class>/*`` (no ``train``/``test`` folders) — a seeded split per class: in each class a
+  random fifth of the images (``round(0.2 × n)``, by ``spec.seed``) is the test set, the rest the
+  training set. Splitting per class keeps every class's share equal in both sets.
+
+Files with torchvision's image extensions (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp) are
+decoded with PIL (torchvision's `pil_loader`, so grey, palette and RGBA images become RGB), their
+shorter side resized to ``image_size`` with antialiasing and the centre cropped to a square — the
+aspect ratio is kept, as in the usual Resize + CenterCrop evaluation transform.
+
+Decoding thousands of files is slow, so the result is cached in ``cache_root()`` under a name that
+hashes the folder's absolute path, every file's relative path, size and mtime, and ``image_size``:
+any change to the files makes a new cache. The cache is written atomically (temp file, then
+``os.replace``) and read with ``torch.load(weights_only=True)``, which cannot run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset, pil_loader
+from torchvision.transforms.v2 import functional as F
+
+from ablate.config import DatasetSpec
+from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, cache_root, data_root, subset
+
+TEST_FRACTION = 0.2  # of each class, for a folder without train/ and test/
+CACHE_FORMAT = 1  # bump when the cached content changes meaning
+
+HOW_TO = (
+    "Set dataset.root to a folder laid out as root/train/<class>/*.png and root/test/<class>/*.png, "
+    "or as root/<class>/*.png (then split 80/20 per class by dataset.seed)"
+)
+
+
+def load(spec: DatasetSpec) -> DatasetSplits:
+    """The folder at ``data_root(spec)`` as uint8 splits of ``image_size`` px (cached after the first load)."""
+    root = data_root(spec).resolve()
+    classes, files = list_files(root)
+    decoded = _cached_or_decoded(root, classes, files, spec.image_size)
+    images, labels, is_test = decoded["images"], decoded["labels"], decoded["is_test"]
+    if not _has_split_folders(root):
+        is_test = split_per_class(labels, TEST_FRACTION, spec.seed)
+    train = ImageData(images[~is_test], labels[~is_test])
+    test = ImageData(images[is_test], labels[is_test])
+    train = subset(train, spec.train_size, spec.seed)
+    test = subset(test, spec.test_size, spec.seed)
+    return DatasetSplits(pretrain=train, train=train, test=test, classes=classes)
+
+
+# ------------------------------------------------------------------------------------ the file list
+
+
+def _has_split_folders(root: Path) -> bool:
+    return (root / "train").is_dir() or (root / "test").is_dir()
+
+
+def list_files(root: Path) -> tuple[list[str], list[tuple[str, int, bool]]]:
+    """Class names and every image as (path relative to root, label, is_test), in a fixed order."""
+    if not root.is_dir():
+        raise DatasetUnavailable(f"image folder {root} does not exist. {HOW_TO}.")
+    if not _has_split_folders(root):
+        classes, class_to_idx = _classes(root)
+        return classes, [(rel, label, False) for rel, label in _images(root, root, class_to_idx)]
+    for part in ("train", "test"):
+        if not (root / part).is_dir():
+            raise DatasetUnavailable(f"image folder {root} has no {part}/ folder. {HOW_TO}.")
+    classes, class_to_idx = _classes(root / "train")
+    extra = sorted(set(_classes(root / "test")[0]) - set(classes))
+    if extra:
+        raise DatasetUnavailable(f"{root / 'test'} has classes that {root / 'train'} lacks: {', '.join(extra)}")
+    train = [(rel, label, False) for rel, label in _images(root, root / "train", class_to_idx)]
+    test = [(rel, label, True) for rel, label in _images(root, root / "test", class_to_idx, allow_empty=True)]
+    return classes, train + test
+
+
+def _classes(folder: Path) -> tuple[list[str], dict[str, int]]:
+    try:
+        return find_classes(folder)
+    except FileNotFoundError:
+        raise DatasetUnavailable(f"{folder} has no class sub-folders. {HOW_TO}.") from None
+
+
+def _images(root: Path, folder: Path, class_to_idx: dict[str, int], allow_empty: bool = False) -> list[tuple[str, int]]:
+    try:
+        found = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=allow_empty)
+    except FileNotFoundError as err:  # a class folder without any image
+        raise DatasetUnavailable(f"{folder}: {err}") from None
+    return [(os.path.relpath(path, root), label) for path, label in found]
+
+
+def split_per_class(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Boolean mask: in each class a seeded random round(fraction × n) of its images is True (test)."""
+    generator = torch.Generator().manual_seed(seed)
+    is_test = torch.zeros(len(labels), dtype=torch.bool)
+    for label in torch.unique(labels).tolist():  # sorted, so the draws are in a fixed order
+        members = torch.nonzero(labels == label).flatten()
+        count = int(fraction * len(members) + 0.5)
+        is_test[members[torch.randperm(len(members), generator=generator)[:count]]] = True
+    return is_test
+
+
+# ------------------------------------------------------------------------------------------ cache
+
+
+def cache_path(root: Path, files: list[tuple[str, int, bool]], image_size: int) -> Path:
+    """``cache_root()/folder-<hash>.pt``; the hash covers the root, each file's path/size/mtime, the size."""
+    entries = []
+    for rel, label, is_test in files:
+        stat = (root / rel).stat()
+        entries.append([rel, label, is_test, stat.st_size, stat.st_mtime_ns])
+    key = json.dumps([CACHE_FORMAT, str(root), image_size, entries], separators=(",", ":"))
+    return cache_root() / f"folder-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
+
+
+def _cached_or_decoded(root: Path, classes: list[str], files: list[tuple[str, int, bool]], side: int) -> dict:
+    path = cache_path(root, files, side)
+    cached = _read_cache(path, len(files), side)
+    if cached is not None:
+        return cached
+    decoded = {
+        "images": decode_all([root / rel for rel, _, _ in files], side),
+        "labels": torch.tensor([label for _, label, _ in files], dtype=torch.int64),
+        "is_test": torch.tensor([is_test for _, _, is_test in files], dtype=torch.bool),
+        "classes": classes,
+    }
+    _write_atomically(decoded, path)
+    return decoded
+
+
+def _read_cache(path: Path, count: int, side: int) -> dict | None:
+    """The cached tensors, or None when absent or unusable (then the folder is decoded again)."""
+    if not path.is_file():
+        return None
+    try:
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a cache is disposable: whatever is wrong with it, decode again
+        return None
+    images = cached.get("images") if isinstance(cached, dict) else None
+    if not isinstance(images, torch.Tensor) or tuple(images.shape) != (count, 3, side, side):
+        return None
+    return cached
+
+
+def _write_atomically(data: dict, path: Path) -> None:
+    """Temp file in the same folder, then os.replace: a reader sees the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(data, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------------------- decode
+
+
+def decode_all(paths: list[Path], side: int) -> torch.Tensor:
+    """uint8 N×3×side×side; PIL releases the GIL while decoding, so threads use every core."""
+    images = torch.empty((len(paths), 3, side, side), dtype=torch.uint8)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for index, image in enumerate(pool.map(lambda p: decode_one(p, side), paths)):
+            images[index] = image
+    return images
+
+
+def decode_one(path: Path, side: int) -> torch.Tensor:
+    """One file → RGB uint8 3×side×side: shorter side resized (antialiased), centre cropped."""
+    try:
+        rgb = pil_loader(str(path))
+    except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for truncated / unknown files
+        raise DatasetUnavailable(f"cannot decode {path} ({err}); remove or replace the file") from None
+    image = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
+    if min(image.shape[1:]) != side:
+        image = F.resize(image, side, antialias=True)
+    return F.center_crop(image, [side, side])
