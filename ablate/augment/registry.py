@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ablate.augment.autoaugment import AutoAugment
 from ablate.augment.base import Operator
 from ablate.augment.blur import Blur
 from ablate.augment.color import Color
@@ -13,7 +14,7 @@ from ablate.augment.sobel import Sobel
 from ablate.config import AugmentSpec
 
 OPERATOR_CLASSES: dict[str, type[Operator]] = {
-    cls.name: cls for cls in (Crop, Cutout, Color, Sobel, Noise, Blur, Rotate)
+    cls.name: cls for cls in (Crop, Cutout, Color, Sobel, Noise, Blur, Rotate, AutoAugment)
 }
 
 
