@@ -1,0 +1,206 @@
+"""The `ablate` command: a thin layer over config → plan → execute → store → report.
+
+Exit status: 0 success, 1 when a run failed, 2 for bad input (one clear line per problem, never a
+traceback), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ablate.config import GridError, GridSpec, load_grid
+from ablate.plan import PlannedRun, plan_grid
+
+DEFAULT_RESULTS = Path("results")
+DEFAULT_REPORTS = Path("reports")
+
+
+class UsageError(Exception):
+    """Bad input found by the CLI itself (not by the grid validator); exit status 2."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def load_and_plan(path: str, overrides: list[str]) -> tuple[GridSpec, list[PlannedRun]]:
+    grid = load_grid(Path(path), overrides)
+    return grid, plan_grid(grid)
+
+
+def preflight(planned: list[PlannedRun]) -> None:
+    """Fail before any training when a dataset's files are missing."""
+    from ablate.data import DatasetUnavailable, load_dataset
+
+    seen = set()
+    for run in planned:
+        key = run.spec.dataset.model_dump_json()
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            load_dataset(run.spec.dataset)
+        except DatasetUnavailable as err:
+            raise UsageError(str(err)) from None
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from ablate.execute import runs_to_do
+    from ablate.store import run_dir, run_state
+
+    grid, planned = load_and_plan(args.grid, args.set)
+    results_root = Path(args.results_dir)
+    if args.dry_run:
+        for run in planned:
+            state = run_state(run_dir(results_root, grid.name, run.run_id))
+            axes = " ".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}" for k, v in run.axes.items())
+            print(f"{run.run_id}  {state:<9}  {axes}")
+        todo = runs_to_do(planned, results_root, grid.name, args.retry_failed)
+        print(f"grid {grid.name}: {len(planned)} runs, {len(planned) - len(todo)} done or skipped, {len(todo)} to run")
+        return 0
+    todo = runs_to_do(planned, results_root, grid.name, args.retry_failed)
+    earlier_failures = [r for r in planned if run_state(run_dir(results_root, grid.name, r.run_id)) == "failed"]
+    if not todo:
+        print(f"grid {grid.name}: all {len(planned)} runs are already done; nothing to train. Results in {results_root / grid.name}")
+        if earlier_failures:
+            print(f"{len(earlier_failures)} of them failed earlier; rerun them with --retry-failed")
+            return 1
+        return 0
+    preflight(todo)
+    from ablate.execute.local import run_local
+
+    summary = run_local(planned, grid.name, results_root, jobs=args.jobs, retry_failed=args.retry_failed,
+                        show_progress=not args.quiet)
+    print(f"grid {grid.name}: {summary.total} runs: {summary.completed} completed now, {summary.skipped} already done, "
+          f"{len(summary.failed)} failed. Results in {results_root / grid.name}")
+    for run_id, message in summary.failed:
+        print(f"  failed {run_id}: {message}")
+    if summary.failed:
+        print(f"see `ablate status {args.grid}`; rerun failed runs with --retry-failed")
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- status
+
+
+def command_status(args: argparse.Namespace) -> int:
+    from ablate.store import CorruptResult, read_result, run_dir
+
+    grid, planned = load_and_plan(args.grid, args.set)
+    results_root = Path(args.results_dir)
+    counts = {"completed": 0, "failed": 0, "pending": 0, "corrupt": 0}
+    problems = []
+    for run in planned:
+        folder = run_dir(results_root, grid.name, run.run_id)
+        try:
+            result = read_result(folder)
+        except CorruptResult as err:
+            counts["corrupt"] += 1
+            problems.append(f"  corrupt {run.run_id}: {err} (treated as not done; it will be rerun)")
+            continue
+        state = "pending" if result is None else result["status"]
+        counts[state] += 1
+        if state == "failed":
+            error = result.get("error") or {}
+            problems.append(f"  failed  {run.run_id}: {error.get('type', 'Error')}: {error.get('message', '')} ({folder})")
+    print(f"grid {grid.name}: {len(planned)} runs: {counts['completed']} completed, {counts['failed']} failed, "
+          f"{counts['pending']} pending" + (f", {counts['corrupt']} corrupt" if counts["corrupt"] else ""))
+    for line in problems:
+        print(line)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from ablate.report.build import latest_grid, write_heatmap_report
+
+    results_root = Path(args.results_dir)
+    planned_ids = None
+    if args.grid and (args.grid.endswith((".yaml", ".yml")) or Path(args.grid).is_file()):
+        grid, planned = load_and_plan(args.grid, args.set)
+        name, planned_ids = grid.name, [r.run_id for r in planned]
+    else:
+        name = args.grid or latest_grid(results_root)
+        candidate = Path("grids") / f"{name}.yaml"
+        if candidate.is_file():
+            try:
+                grid, planned = load_and_plan(str(candidate), args.set)
+                if grid.name == name:
+                    planned_ids = [r.run_id for r in planned]
+            except GridError:
+                planned_ids = None
+    if not args.heatmap:
+        raise UsageError("say what to draw: --heatmap")
+    written = write_heatmap_report(results_root, name, Path(args.out), args.metric, planned_ids)
+    for path in written:
+        print(path)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ablate", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def grid_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                         help="override a field of the grid file, e.g. --set train.epochs=1 (repeatable)")
+        sub.add_argument("--results-dir", default=str(DEFAULT_RESULTS), help="where results live (default: results)")
+
+    run = commands.add_parser("run", help="run every pending run of a grid file")
+    run.add_argument("grid", help="grid file, e.g. grids/quickstart.yaml")
+    run.add_argument("--dry-run", action="store_true", help="print the runs, their ids and which are done; train nothing")
+    run.add_argument("--jobs", type=int, default=1, help="runs at once in worker processes (local executor)")
+    run.add_argument("--retry-failed", action="store_true", help="also rerun runs that failed before")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    grid_options(run)
+    run.set_defaults(handler=command_run)
+
+    status = commands.add_parser("status", help="completed / failed / pending runs of a grid")
+    status.add_argument("grid", help="grid file")
+    grid_options(status)
+    status.set_defaults(handler=command_status)
+
+    report = commands.add_parser("report", help="draw a grid's heatmap and tables")
+    report.add_argument("--heatmap", action="store_true", help="Figure 5 style heatmap of first × second operator")
+    report.add_argument("--grid", help="grid name or file (default: the grid with the newest results)")
+    report.add_argument("--metric", default="linear_top1", help="metric to draw (default: linear_top1)")
+    report.add_argument("--out", default=str(DEFAULT_REPORTS), help="output folder (default: reports)")
+    grid_options(report)
+    report.set_defaults(handler=command_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ablate.report.build import ReportError
+
+    args = build_parser().parse_args(argv)
+    if getattr(args, "jobs", 1) < 1:
+        _say("ablate: --jobs must be at least 1")
+        return 2
+    try:
+        return args.handler(args)
+    except GridError as err:
+        for problem in err.problems:
+            _say(str(problem))
+        return 2
+    except (UsageError, ReportError) as err:
+        _say(f"ablate: {err}")
+        return 2
+    except KeyboardInterrupt:
+        _say("ablate: interrupted; completed runs are kept, rerun the same command to finish the rest")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

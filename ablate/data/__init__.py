@@ -1,0 +1,80 @@
+"""Datasets as uint8 tensors in memory: every loader returns the same `DatasetSplits`.
+
+Images are kept as uint8 N×3×H×W (a quarter of float32's memory), so a whole training set fits on
+a GPU and augmentation runs there; labels are int64 (−1 for unlabelled images).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ablate.config import DatasetSpec
+
+
+class DatasetUnavailable(Exception):
+    """The files of a dataset are missing; the message says where they are expected and how to get them."""
+
+
+@dataclass
+class ImageData:
+    images: torch.Tensor  # uint8, N×3×H×W
+    labels: torch.Tensor  # int64, N; −1 where unlabelled
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class DatasetSplits:
+    pretrain: ImageData  # what self-supervised training sees (may include unlabelled images)
+    train: ImageData  # labelled images for the linear probe and the supervised baseline
+    test: ImageData
+    classes: list[str]
+
+
+Loader = Callable[[DatasetSpec], DatasetSplits]
+
+
+def data_root(spec: DatasetSpec) -> Path:
+    """Where a dataset's files live: the spec's root, else $ABLATE_DATA/<name>, else ./data/<name>."""
+    if spec.root:
+        return Path(spec.root).expanduser()
+    base = os.environ.get("ABLATE_DATA")
+    return (Path(base).expanduser() if base else Path("data")) / spec.name
+
+
+def cache_root() -> Path:
+    """Folder for decoded/generated datasets ($ABLATE_CACHE, default ~/.cache/ablate)."""
+    return Path(os.environ.get("ABLATE_CACHE", Path.home() / ".cache" / "ablate")).expanduser()
+
+
+def subset(data: ImageData, size: int | None, seed: int) -> ImageData:
+    """A seeded random subset of `size` images (all of them when size is None or larger)."""
+    if size is None or size >= len(data):
+        return data
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(data), generator=generator)[:size]
+    return ImageData(data.images[index], data.labels[index])
+
+
+def _loaders() -> dict[str, Loader]:
+    # Imported here so that a dataset module is only loaded when it is used.
+    from ablate.data import shapes
+
+    from ablate.data import cifar, folder, stl10
+
+    loaders: dict[str, Loader] = {"shapes": shapes.load}
+    loaders.update(cifar10=cifar.load_cifar10, cifar100=cifar.load_cifar100, stl10=stl10.load, folder=folder.load)
+    return loaders
+
+
+def load_dataset(spec: DatasetSpec) -> DatasetSplits:
+    loaders = _loaders()
+    if spec.name not in loaders:
+        raise DatasetUnavailable(f"dataset {spec.name!r} has no loader; available: {', '.join(sorted(loaders))}")
+    return loaders[spec.name](spec)

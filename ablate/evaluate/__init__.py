@@ -1,0 +1,1 @@
+"""Evaluation of a frozen encoder: features once, then a linear probe and kNN on them."""

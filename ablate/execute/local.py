@@ -1,0 +1,70 @@
+"""Local executor: runs one after another in this process, or N at once in joblib worker processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from ablate.execute import Summary, runs_to_do
+from ablate.plan import PlannedRun
+from ablate.run import run_and_store
+from ablate.store import run_dir
+
+
+def _describe(run: PlannedRun) -> str:
+    parts = []
+    for axis, value in run.axes.items():
+        parts.append(f"{axis}={'+'.join(value) if isinstance(value, list) else value}")
+    return f"{run.run_id} " + " ".join(parts)
+
+
+def _run_with_bar(run: PlannedRun, grid: str, results_root: Path, show: bool) -> dict[str, Any]:
+    """One run with an inner progress bar over its training steps (epoch, loss)."""
+    bar = tqdm(total=run.spec.train.epochs, desc=_describe(run)[:60], unit="epoch", leave=False, position=1, disable=not show)
+
+    def progress(event: dict[str, Any]) -> None:
+        bar.n = round(event["epoch"] - 1 + event["step"] / event["steps_per_epoch"], 2)
+        bar.set_postfix(loss=f"{event['loss']:.3f}")
+
+    try:
+        return run_and_store(run.spec, grid, run.run_id, run_dir(results_root, grid, run.run_id), run.axes, progress)
+    finally:
+        bar.close()
+
+
+def _run_quietly(run: PlannedRun, grid: str, results_root: Path) -> dict[str, Any]:
+    return run_and_store(run.spec, grid, run.run_id, run_dir(results_root, grid, run.run_id), run.axes)
+
+
+def run_local(planned: list[PlannedRun], grid: str, results_root: Path, jobs: int = 1, retry_failed: bool = True, show_progress: bool = True) -> Summary:
+    todo = runs_to_do(planned, results_root, grid, retry_failed)
+    summary = Summary(grid=grid, total=len(planned), skipped=len(planned) - len(todo))
+    if not todo:
+        return summary
+    outer = tqdm(total=len(todo), desc=f"grid {grid}", unit="run", position=0, disable=not show_progress)
+    if jobs <= 1:
+        results = []
+        for run in todo:
+            results.append(_run_with_bar(run, grid, results_root, show_progress))
+            _count(summary, results[-1])
+            outer.set_postfix(done=summary.completed, failed=len(summary.failed))
+            outer.update(1)
+    else:
+        # Worker processes, each with its own torch threads: runs are independent and write their own files.
+        tasks = (delayed(_run_quietly)(run, grid, results_root) for run in todo)
+        for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+            _count(summary, result)
+            outer.set_postfix(done=summary.completed, failed=len(summary.failed))
+            outer.update(1)
+    outer.close()
+    return summary
+
+
+def _count(summary: Summary, result: dict[str, Any]) -> None:
+    if result["status"] == "completed":
+        summary.completed += 1
+    else:
+        summary.failed.append((result["run_id"], result["error"]["message"]))

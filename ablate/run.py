@@ -1,0 +1,219 @@
+"""One run, from spec to result: data → augment → method (simclr | supervised) → evaluate.
+
+`run_and_store` is the unit every executor calls (in-process, joblib worker, or SLURM job). It
+never raises for a failure of the run itself: the failure is recorded in the run's result.json
+with its error, and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import socket
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import ablate
+from ablate.config import RunSpec
+from ablate.data import DatasetSplits, load_dataset
+from ablate.evaluate.features import extract_features
+from ablate.evaluate.knn import knn_accuracy
+from ablate.evaluate.linear import label_subset, train_linear_probe
+from ablate.methods.simclr import SimCLR
+from ablate.methods.supervised import Supervised
+from ablate.methods.train import CHECKPOINT_FILE, DeviceSettings, TrainOutcome, device_settings, train
+from ablate.models import build_encoder
+from ablate.store import write_result
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else CPU; ABLATE_DEVICE overrides (e.g. 'cpu' on a GPU machine)."""
+    wanted = os.environ.get("ABLATE_DEVICE")
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)  # model initialisation; augmentation and shuffling use their own generator
+
+
+def git_commit() -> str | None:
+    """The commit of the ablate checkout the code runs from, when it is one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(ablate.__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def provenance(device: torch.device, started: dt.datetime) -> dict[str, Any]:
+    import kornia
+
+    return {
+        "ablate_version": ablate.__version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "kornia_version": kornia.__version__,
+        "python_version": platform.python_version(),
+        "device": device_name(device),
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "start_time": started.isoformat(timespec="seconds"),
+        "end_time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def build_trainable(spec: RunSpec, data: DatasetSplits) -> tuple[torch.nn.Module, Callable]:
+    """The model to train and its per-step loss(images_uint8, labels, generator)."""
+    from ablate.augment import ViewMaker
+
+    encoder = build_encoder(spec.model, spec.dataset.image_size)
+    views = ViewMaker(spec.augment)
+    if spec.method == "simclr":
+        model = SimCLR(encoder, spec.model.proj_hidden, spec.model.proj_dim, spec.train.temperature)
+
+        def simclr_loss(images, labels, generator):
+            view1, view2 = views.pair(images, generator)
+            return model.loss(view1, view2)
+
+        return model, simclr_loss
+    model = Supervised(encoder, len(data.classes))
+
+    def supervised_loss(images, labels, generator):
+        return model.loss(views.single(images, generator), labels)
+
+    return model, supervised_loss
+
+
+def evaluate(encoder: torch.nn.Module, data: DatasetSplits, spec: RunSpec, device: torch.device) -> dict[str, float]:
+    """Linear probe (top-1, top-5) and kNN accuracy on the frozen encoder's features, in percent."""
+    train_features = extract_features(encoder, data.train.images, device)
+    test_features = extract_features(encoder, data.test.images, device)
+    train_labels = data.train.labels.to(device)
+    test_labels = data.test.labels.to(device)
+    labelled = label_subset(train_labels, spec.eval.label_fraction, spec.seed)
+    probe = train_linear_probe(
+        train_features[labelled], train_labels[labelled], test_features, test_labels,
+        num_classes=len(data.classes), epochs=spec.eval.linear_epochs, lr=spec.eval.linear_lr,
+        batch_size=spec.eval.linear_batch_size, seed=spec.seed,
+    )
+    knn = knn_accuracy(
+        train_features[labelled], train_labels[labelled], test_features, test_labels,
+        k=spec.eval.knn_k, temperature=spec.eval.knn_temperature, num_classes=len(data.classes),
+    )
+    return {
+        "linear_top1": probe.top1,
+        "linear_top5": probe.top5,
+        "linear_train_top1": probe.train_top1,
+        "knn_top1": knn,
+        "label_fraction": spec.eval.label_fraction,
+        "labelled_examples": probe.train_examples,
+    }
+
+
+def speed_metrics(outcome: TrainOutcome, views_per_image: int, encoder: torch.nn.Module, spec: RunSpec, device: torch.device) -> dict[str, float | None]:
+    """Training images per second and model-FLOP utilisation (forward + backward ≈ 3× forward)."""
+    from ablate.models.flops import count_flops, device_peak_flops
+
+    seconds = max(outcome.train_seconds, 1e-9)
+    views_per_second = outcome.images_seen * views_per_image / seconds
+    size = spec.dataset.image_size
+    flops_per_view = count_flops(encoder, (3, size, size))
+    peak = device_peak_flops(device)
+    achieved = 3 * flops_per_view * views_per_second
+    return {
+        "images_per_second": outcome.images_seen / seconds,
+        "encoder_gflops_per_view": flops_per_view / 1e9,
+        "achieved_tflops": achieved / 1e12,
+        "mfu": achieved / peak if peak else None,
+    }
+
+
+def execute_run(spec: RunSpec, run_folder: Path | None = None, progress: Progress | None = None, **train_options) -> dict[str, Any]:
+    """Train and evaluate one spec; returns metrics, timings and training curves (raises on failure)."""
+    device = pick_device()
+    settings: DeviceSettings = device_settings(spec, device)
+    seed_everything(spec.seed)
+    clock = time.perf_counter()
+    data = load_dataset(spec.dataset)
+    data_seconds = time.perf_counter() - clock
+
+    model, step_loss = build_trainable(spec, data)
+    model.to(device)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+    pretrain = data.pretrain if spec.method == "simclr" else data.train
+    outcome = train(model, step_loss, pretrain, spec, settings, run_folder, progress, **train_options)
+
+    clock = time.perf_counter()
+    metrics = evaluate(model.encoder, data, spec, device)
+    eval_seconds = time.perf_counter() - clock
+    metrics["final_loss"] = outcome.epoch_losses[-1]
+    views_per_image = 2 if spec.method == "simclr" else 1
+    metrics.update(speed_metrics(outcome, views_per_image, model.encoder, spec, device))
+    return {
+        "metrics": metrics,
+        "curves": {"epoch_loss": outcome.epoch_losses},
+        "timings": {"data": data_seconds, "train": outcome.train_seconds, "eval": eval_seconds},
+        "resumed_from_epoch": outcome.resumed_from_epoch,
+        "device": device,
+    }
+
+
+def error_record(error: BaseException) -> dict[str, str]:
+    return {
+        "type": type(error).__name__,
+        "message": str(error) or type(error).__name__,
+        "traceback": "".join(traceback.format_exception(error))[-4000:],
+    }
+
+
+def run_and_store(spec: RunSpec, grid: str, run_id: str, run_folder: Path, axes: dict[str, Any] | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Run one spec and write its result.json (completed or failed) atomically; return the result."""
+    run_folder.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.perf_counter()
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "grid": grid,
+        "spec": spec.model_dump(mode="json"),
+        "axes": axes or {},
+        "metrics": {},
+        "timings": {},
+        "error": None,
+    }
+    device = pick_device()
+    try:
+        outcome = execute_run(spec, run_folder, progress)
+        device = outcome.pop("device")
+        result.update(outcome)
+        result["status"] = "completed"
+    except Exception as error:  # a failed run is a result too; the grid goes on
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+        result["status"] = "failed"
+        result["error"] = error_record(error)
+    result["timings"]["total"] = time.perf_counter() - clock
+    result["provenance"] = provenance(device, started)
+    write_result(run_folder, result)
+    if result["status"] == "completed":
+        (run_folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # the result supersedes the training state
+    return result
