@@ -10,8 +10,7 @@ from tqdm.auto import tqdm
 
 from ablate.execute import Summary, runs_to_do
 from ablate.plan import PlannedRun
-from ablate.run import run_and_store
-from ablate.store import run_dir
+from ablate.execute.claim import run_claimed
 
 
 def _describe(run: PlannedRun) -> str:
@@ -21,7 +20,7 @@ def _describe(run: PlannedRun) -> str:
     return f"{run.run_id} " + " ".join(parts)
 
 
-def _run_with_bar(run: PlannedRun, grid: str, results_root: Path, show: bool) -> dict[str, Any]:
+def _run_with_bar(run: PlannedRun, grid: str, results_root: Path, show: bool, retry_failed: bool) -> dict[str, Any] | None:
     """One run with an inner progress bar over its training steps (epoch, loss)."""
     bar = tqdm(total=run.spec.train.epochs, desc=_describe(run)[:60], unit="epoch", leave=False, position=1, disable=not show)
 
@@ -30,13 +29,13 @@ def _run_with_bar(run: PlannedRun, grid: str, results_root: Path, show: bool) ->
         bar.set_postfix(loss=f"{event['loss']:.3f}")
 
     try:
-        return run_and_store(run.spec, grid, run.run_id, run_dir(results_root, grid, run.run_id), run.axes, progress)
+        return run_claimed(run, grid, results_root, retry_failed, progress)
     finally:
         bar.close()
 
 
-def _run_quietly(run: PlannedRun, grid: str, results_root: Path) -> dict[str, Any]:
-    return run_and_store(run.spec, grid, run.run_id, run_dir(results_root, grid, run.run_id), run.axes)
+def _run_quietly(run: PlannedRun, grid: str, results_root: Path, retry_failed: bool) -> dict[str, Any] | None:
+    return run_claimed(run, grid, results_root, retry_failed)
 
 
 def run_local(planned: list[PlannedRun], grid: str, results_root: Path, jobs: int = 1, retry_failed: bool = True, show_progress: bool = True) -> Summary:
@@ -48,13 +47,13 @@ def run_local(planned: list[PlannedRun], grid: str, results_root: Path, jobs: in
     if jobs <= 1:
         results = []
         for run in todo:
-            results.append(_run_with_bar(run, grid, results_root, show_progress))
+            results.append(_run_with_bar(run, grid, results_root, show_progress, retry_failed))
             _count(summary, results[-1])
             outer.set_postfix(done=summary.completed, failed=len(summary.failed))
             outer.update(1)
     else:
         # Worker processes, each with its own torch threads: runs are independent and write their own files.
-        tasks = (delayed(_run_quietly)(run, grid, results_root) for run in todo)
+        tasks = (delayed(_run_quietly)(run, grid, results_root, retry_failed) for run in todo)
         for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
             _count(summary, result)
             outer.set_postfix(done=summary.completed, failed=len(summary.failed))
@@ -63,8 +62,10 @@ def run_local(planned: list[PlannedRun], grid: str, results_root: Path, jobs: in
     return summary
 
 
-def _count(summary: Summary, result: dict[str, Any]) -> None:
-    if result["status"] == "completed":
+def _count(summary: Summary, result: dict[str, Any] | None) -> None:
+    if result is None:  # another process held the run, or finished it first
+        summary.skipped += 1
+    elif result["status"] == "completed":
         summary.completed += 1
     else:
         summary.failed.append((result["run_id"], result["error"]["message"]))
