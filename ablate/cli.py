@@ -120,26 +120,43 @@ def command_status(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    from ablate.report.build import latest_grid, write_heatmap_report
+    from ablate.report.build import latest_grid, write_compare_report, write_report
 
     results_root = Path(args.results_dir)
-    planned_ids = None
-    if args.grid and (args.grid.endswith((".yaml", ".yml")) or Path(args.grid).is_file()):
-        grid, planned = load_and_plan(args.grid, args.set)
-        name, planned_ids = grid.name, [r.run_id for r in planned]
+
+    def resolve(given: str | None) -> tuple[str, list[dict] | None]:
+        """Grid name and its planned runs ({run_id, spec}) when the grid file is known, else None."""
+        path = None
+        if given and (given.endswith((".yaml", ".yml")) or Path(given).is_file()):
+            path = given
+        else:
+            given = given or latest_grid(results_root)
+            candidate = Path("grids") / f"{given}.yaml"
+            path = str(candidate) if candidate.is_file() else None
+        if path is None:
+            return given, None
+        try:
+            grid, planned = load_and_plan(path, args.set)
+        except GridError:
+            if path == given:
+                raise
+            return given, None  # an unrelated or broken grids/<name>.yaml: report without the plan
+        if path != given and grid.name != given:
+            return given, None
+        return grid.name, [{"run_id": r.run_id, "spec": r.spec.model_dump(mode="json")} for r in planned]
+
+    out = Path(args.out)
+    if args.compare:
+        (name_a, plan_a), (name_b, plan_b) = resolve(args.compare[0]), resolve(args.compare[1])
+        written = write_compare_report(results_root, name_a, name_b, out, args.metric, plan_a, plan_b)
     else:
-        name = args.grid or latest_grid(results_root)
-        candidate = Path("grids") / f"{name}.yaml"
-        if candidate.is_file():
-            try:
-                grid, planned = load_and_plan(str(candidate), args.set)
-                if grid.name == name:
-                    planned_ids = [r.run_id for r in planned]
-            except GridError:
-                planned_ids = None
-    if not args.heatmap:
-        raise UsageError("say what to draw: --heatmap")
-    written = write_heatmap_report(results_root, name, Path(args.out), args.metric, planned_ids)
+        name, planned = resolve(args.grid)
+        chosen = [w for w, on in (("heatmap", args.heatmap), ("table", args.table or bool(args.rows or args.cols))) if on]
+        if args.all or not chosen:
+            chosen = ["all"]
+        written = []
+        for what in chosen:
+            written += write_report(results_root, name, out, what, args.metric, planned, args.rows, args.cols)
     for path in written:
         print(path)
     return 0
@@ -171,8 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     grid_options(status)
     status.set_defaults(handler=command_status)
 
-    report = commands.add_parser("report", help="draw a grid's heatmap and tables")
+    report = commands.add_parser("report", help="draw a grid's heatmap, tables and HTML page (default: all of them)")
     report.add_argument("--heatmap", action="store_true", help="Figure 5 style heatmap of first × second operator")
+    report.add_argument("--table", action="store_true", help="Table 1 (method × colour strength), or a pivot with --rows/--cols")
+    report.add_argument("--all", action="store_true", help="everything the grid allows plus index.html (the default)")
+    report.add_argument("--rows", metavar="AXIS", help="pivot table rows: any result column, e.g. method")
+    report.add_argument("--cols", metavar="AXIS", help="pivot table columns: any result column, e.g. train.batch_size")
+    report.add_argument("--compare", nargs=2, metavar=("GRID_A", "GRID_B"),
+                        help="heatmap of B − A, cell by cell, under reports/compare-A-vs-B/")
     report.add_argument("--grid", help="grid name or file (default: the grid with the newest results)")
     report.add_argument("--metric", default="linear_top1", help="metric to draw (default: linear_top1)")
     report.add_argument("--out", default=str(DEFAULT_REPORTS), help="output folder (default: reports)")

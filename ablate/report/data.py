@@ -1,0 +1,342 @@
+"""A grid's results as one frame, with the planned-but-missing runs as rows, and what a header says.
+
+Every report starts here. `load_grid_frame` reads results/<grid>/*/result.json (ablate.store) and,
+when the plan is known, appends one row with status "missing" for every planned run that has no
+result, carrying the planned spec, so that each report places it in its cell and draws it as
+missing. Facets are the spec axes that vary inside a grid besides the ones a report lays out
+(pairs, seeds, ...): a report draws one figure or table per facet instead of averaging over them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ablate.store import grid_dir, load_results, result_row
+
+SPEC_PREFIXES = ("dataset.", "model.", "train.", "augment.", "eval.")
+PAIR_AXES = ("augment.ops", "ops", "first_op", "second_op")  # what a pair heatmap lays out
+ALWAYS_POOLED = ("seed",)  # the axis that mean ± std is taken over
+MISSING = "—"
+METRIC_LABELS = {"linear_top1": "linear top-1 (%)", "knn_top1": "kNN top-1 (%)", "linear_top5": "linear top-5 (%)"}
+
+
+class ReportError(Exception):
+    """Nothing (or nothing sensible) to report; the CLI prints it and exits with status 2."""
+
+
+@dataclass
+class GridFrame:
+    """A grid's runs: completed, failed and (when the plan is known) missing ones, one row each."""
+
+    grid: str
+    frame: pd.DataFrame
+    plan_known: bool
+    not_in_plan: int = 0
+
+    @property
+    def completed(self) -> int:
+        return int((self.frame["status"] == "completed").sum())
+
+    @property
+    def failed(self) -> int:
+        return int((self.frame["status"] == "failed").sum())
+
+    @property
+    def missing(self) -> int | None:
+        return int((self.frame["status"] == "missing").sum()) if self.plan_known else None
+
+    def devices(self) -> list[tuple[str, int]]:
+        ran = self.frame[self.frame["status"] != "missing"]
+        counts = Counter(str(d) for d in ran["device"].dropna())
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+    def hardware(self) -> str:
+        devices = self.devices()
+        if not devices:
+            return "unknown hardware"
+        return "; ".join(f"{name} × {count} runs" for name, count in devices)
+
+    def compute_seconds(self) -> float:
+        if "time.total" not in self.frame:
+            return 0.0
+        return float(pd.to_numeric(self.frame["time.total"], errors="coerce").fillna(0).sum())
+
+    def header(self) -> str:
+        missing = "unknown number of" if self.missing is None else str(self.missing)
+        text = f"grid {self.grid}: {self.completed} completed, {self.failed} failed, {missing} missing runs"
+        if self.missing is None:
+            text += " (plan unknown: no grid file found)"
+        if self.not_in_plan:
+            text += f", {self.not_in_plan} of the results are not in the current plan"
+        return f"{text}; {self.hardware()}; {format_duration(self.compute_seconds())} compute"
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def latest_grid(results_root: Path) -> str:
+    """The grid under results_root whose results changed most recently."""
+    if not results_root.is_dir():
+        raise ReportError(f"no results folder at {results_root}; run `ablate run GRID` first")
+    grids = [d for d in results_root.iterdir() if d.is_dir() and any(d.glob("*/result.json"))]
+    if not grids:
+        raise ReportError(f"no results under {results_root}; run `ablate run GRID` first")
+    newest = max(grids, key=lambda d: max(f.stat().st_mtime for f in d.glob("*/result.json")))
+    return newest.name
+
+
+def known_grids(results_root: Path) -> list[str]:
+    if not results_root.is_dir():
+        return []
+    return sorted(d.name for d in results_root.iterdir() if d.is_dir() and any(d.glob("*/result.json")))
+
+
+def load_grid_frame(results_root: Path, grid: str, planned: Sequence[dict[str, Any]] | None = None) -> GridFrame:
+    """Results of `grid` plus a "missing" row per planned run without one.
+
+    `planned` holds one {"run_id": ..., "spec": {...}} per planned run (the spec is optional: without it
+    a missing run is counted but cannot be placed in a cell).
+    """
+    if not grid or grid in (".", "..") or "/" in grid or "\\" in grid:
+        raise ReportError(f"grid {grid!r} is not a plain grid name (no path separators)")
+    results = load_results(results_root, grid)
+    if results.empty and not planned:
+        if not grid_dir(results_root, grid).is_dir():
+            known = known_grids(results_root)
+            hint = f"; grids with results: {', '.join(known)}" if known else "; run `ablate run GRID` first"
+            raise ReportError(f"no results for grid {grid!r} under {results_root}{hint}")
+        raise ReportError(f"grid {grid!r} has no readable result under {results_root / grid}")
+    have = set(results["run_id"]) if not results.empty else set()
+    rows = []
+    plan_ids = set()
+    for run in planned or []:
+        plan_ids.add(run["run_id"])
+        if run["run_id"] not in have:
+            rows.append(result_row({"run_id": run["run_id"], "grid": grid, "status": "missing", "spec": run.get("spec") or {}}))
+    frame = pd.concat([results, pd.DataFrame(rows)], ignore_index=True) if rows else results.copy()
+    not_in_plan = len(have - plan_ids) if planned is not None else 0
+    for column in ("status", "device", "augment.ops", "first_op", "second_op"):
+        if column not in frame:
+            frame[column] = None
+    return GridFrame(grid, frame, planned is not None, not_in_plan)
+
+
+# ------------------------------------------------------------------------------------------ values
+
+
+def hashable(value: Any) -> Any:
+    """Spec values as group keys: lists (ranges such as crop_scale) become tuples, NaN becomes None."""
+    if isinstance(value, list):
+        return tuple(hashable(v) for v in value)
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+def is_spec_column(column: str) -> bool:
+    return column == "method" or column == "seed" or column.startswith(SPEC_PREFIXES)
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, tuple):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def fraction_label(value: float) -> str:
+    """0.125 → 1/8, 1.0 → 1, 0.3 → 0.3 (a fraction only when it is a simple one)."""
+    fraction = Fraction(value).limit_denominator(64)
+    if abs(float(fraction) - value) > 1e-9:
+        return f"{value:g}"
+    return str(fraction.numerator) if fraction.denominator == 1 else f"{fraction.numerator}/{fraction.denominator}"
+
+
+def numeric_metric(frame: pd.DataFrame, metric: str) -> pd.Series:
+    return pd.to_numeric(frame[metric], errors="coerce") if metric in frame else pd.Series(np.nan, index=frame.index)
+
+
+def metric_columns(grid: GridFrame) -> list[str]:
+    """Numeric result columns of the completed runs (metrics and timings), the things a report can show."""
+    ran = grid.frame[grid.frame["status"] == "completed"]
+    skip = {"run_id", "grid", "status", "error", "device", "ops", "first_op", "second_op"}
+    names = []
+    for column in ran.columns:
+        if is_spec_column(column) or column in skip:
+            continue
+        values = pd.to_numeric(ran[column], errors="coerce")
+        if values.notna().any():
+            names.append(column)
+    return sorted(names)
+
+
+def check_metric(grid: GridFrame, metric: str) -> None:
+    """A clear error for a metric no completed run has (any metric is accepted when none completed)."""
+    if not (grid.frame["status"] == "completed").any():
+        return
+    names = metric_columns(grid)
+    if metric not in names:
+        raise ReportError(f"unknown metric {metric!r} for grid {grid.grid}; available: {', '.join(names)}")
+
+
+def check_axis(grid: GridFrame, axis: str, flag: str) -> None:
+    if axis not in grid.frame.columns:
+        axes = sorted(c for c in grid.frame.columns if is_spec_column(c) or c in ("ops", "first_op", "second_op", "device"))
+        raise ReportError(f"{flag} {axis!r}: no such axis in grid {grid.grid}; available: {', '.join(axes)}")
+
+
+# ------------------------------------------------------------------------------------------ facets
+
+
+@dataclass(frozen=True)
+class Facet:
+    """One combination of the varying axes a report does not lay out; empty when nothing else varies."""
+
+    values: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{axis}={format_value(value)}" for axis, value in self.values)
+
+    @property
+    def suffix(self) -> str:
+        """File-name suffix, e.g. '--method-simclr--color_strength-0.5' ('' when there is no facet)."""
+        parts = []
+        for axis, value in self.values:
+            text = f"{axis.split('.')[-1]}-{format_value(value)}"
+            parts.append("".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text))
+        return "".join(f"--{part}" for part in parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def varying_axes(frame: pd.DataFrame, laid_out: Sequence[str]) -> list[str]:
+    """Spec columns with more than one value in the frame, minus the laid-out axes and the seed."""
+    skip = set(laid_out) | set(ALWAYS_POOLED)
+    axes = []
+    for column in frame.columns:
+        if not is_spec_column(column) or column in skip:
+            continue
+        if frame[column].map(hashable).nunique(dropna=False) > 1:
+            axes.append(column)
+    return axes
+
+
+def sort_key(value: Any) -> tuple:
+    if value is None:
+        return (2, "")
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+@dataclass
+class FacetSplit:
+    axes: list[str]
+    parts: list[tuple[Facet, pd.DataFrame]] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[tuple[Facet, pd.DataFrame]]:
+        return iter(self.parts)
+
+
+def split_facets(frame: pd.DataFrame, laid_out: Sequence[str]) -> FacetSplit:
+    """One (facet, rows) part per combination of the varying axes that are not laid out."""
+    return split_on(frame, varying_axes(frame, laid_out))
+
+
+def facet_keys(frame: pd.DataFrame, axes: Sequence[str]) -> pd.Series:
+    """Each row's values on `axes` as a tuple (an axis the frame lacks reads None)."""
+    columns = [frame[a].map(hashable) if a in frame else pd.Series(None, index=frame.index) for a in axes]
+    return pd.Series(list(zip(*columns)) if columns else [()] * len(frame), index=frame.index, dtype=object)
+
+
+def split_on(frame: pd.DataFrame, axes: Sequence[str]) -> FacetSplit:
+    if not axes:
+        return FacetSplit([], [(Facet(), frame)])
+    keys = facet_keys(frame, axes)
+    parts = []
+    for key in sorted(set(keys), key=lambda k: tuple(sort_key(v) for v in k)):
+        parts.append((Facet(tuple(zip(axes, key))), frame[keys == key]))
+    return FacetSplit(list(axes), parts)
+
+
+# ------------------------------------------------------------------------------------------- cells
+
+
+@dataclass
+class Cell:
+    """One cell of a figure or table: statistics over its completed runs and its run counts."""
+
+    values: list[float] = field(default_factory=list)
+    failed: int = 0
+    missing: int = 0
+    planned: bool = False  # the cell has at least one run (result or plan); False: nobody asked for it
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else float("nan")
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else float("nan")
+
+    @property
+    def state(self) -> str:
+        if self.n:
+            return "ok"
+        return "failed" if self.failed else "missing"
+
+    def text(self, digits: int = 1, show_n: bool = True) -> str:
+        """'62.6 ± 0.4 (n=3)', '59.1 (n=1)', '— (2 failed)', '—'."""
+        notes = []
+        if self.failed:
+            notes.append(f"{self.failed} failed")
+        if self.missing:
+            notes.append(f"{self.missing} missing")
+        if not self.n:
+            return MISSING + (f" ({', '.join(notes)})" if notes else "")
+        number = f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "")
+        counts = [f"n={self.n}"] if show_n else []
+        inside = ", ".join(counts + notes)
+        return number + (f" ({inside})" if inside else "")
+
+
+def collect_cells(frame: pd.DataFrame, metric: str, row_of, col_of) -> dict[tuple[Any, Any], Cell]:
+    """Cells keyed by (row, column) from each run's row and column value (functions of a frame row)."""
+    cells: dict[tuple[Any, Any], Cell] = {}
+    values = numeric_metric(frame, metric)
+    for index, run in frame.iterrows():
+        key = (row_of(run), col_of(run))
+        cell = cells.setdefault(key, Cell(planned=True))
+        status = run["status"]
+        if status == "completed":
+            value = values.loc[index]
+            if np.isfinite(value):
+                cell.values.append(float(value))
+        elif status == "failed":
+            cell.failed += 1
+        elif status == "missing":
+            cell.missing += 1
+    return cells

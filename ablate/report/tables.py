@@ -1,0 +1,212 @@
+"""Table 1 style tables (method × colour-distortion strength) and a pivot of any two axes.
+
+Cells read "mean ± std (n=…)"; a cell without a completed run reads "—" (with how many runs of
+it failed or are missing), never left out. Written as Markdown, LaTeX (booktabs) and CSV.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from ablate.report.data import PAIR_AXES, Cell, Facet, GridFrame, collect_cells, format_value, fraction_label, metric_label, sort_key, split_facets
+
+TABLE1_AXES = ("method", "augment.color_strength", "augment.ops", "ops", "first_op", "second_op")
+METHOD_NAMES = {"simclr": "SimCLR", "supervised": "Supervised"}
+AXIS_NAMES = {"method": "Method", "color_distortion": "Color distortion strength"}
+
+
+@dataclass
+class CellTable:
+    """rows × columns of cells, for one facet of a grid."""
+
+    title: str
+    row_axis: str
+    col_axis: str
+    rows: list[Any]
+    cols: list[Any]
+    cells: dict[tuple[Any, Any], Cell]
+    metric: str
+    facet: Facet = field(default_factory=Facet)
+    row_label: Callable[[Any], str] = format_value
+    col_label: Callable[[Any], str] = format_value
+
+    def cell(self, row: Any, col: Any) -> Cell:
+        return self.cells.get((row, col), Cell())
+
+
+# ------------------------------------------------------------------------------------------ Table 1
+
+
+def strength_column(ops: str, strength: Any) -> tuple[int, float]:
+    """A run's Table 1 column as a sortable key: (0 no colour | 1 colour | 2 colour + blur | 3 AutoAug, s)."""
+    names = set(str(ops or "").split("+"))
+    value = float(strength) if strength is not None and pd.notna(strength) else 1.0
+    if "autoaugment" in names:
+        return (3, 0.0)
+    if "color" in names and "blur" in names:
+        return (2, value)
+    if "color" in names:
+        return (1, value)
+    return (0, 0.0)
+
+
+def strength_label(key: tuple[int, float]) -> str:
+    kind, value = key
+    if kind == 3:
+        return "AutoAug"
+    if kind == 2:
+        return "1 (+Blur)" if value == 1.0 else f"{fraction_label(value)} (+Blur)"
+    if kind == 1:
+        return fraction_label(value)
+    return "no colour"
+
+
+def method_label(method: Any) -> str:
+    return METHOD_NAMES.get(str(method), str(method))
+
+
+def table1_applies(grid: GridFrame) -> bool:
+    """Colour strength, AutoAugment or the method varies, and every run distorts colour (no pair grid)."""
+    frame = grid.frame
+    if frame.empty or "augment.ops" not in frame:
+        return False
+    ops = frame["augment.ops"].fillna("").astype(str)
+    every_colour = ops.map(lambda o: bool({"color", "autoaugment"} & set(o.split("+")))).all()
+    columns = {strength_column(o, s) for o, s in zip(ops, frame.get("augment.color_strength", [None] * len(frame)))}
+    methods = set(frame["method"].dropna()) if "method" in frame else set()
+    return bool(every_colour and (len(columns) > 1 or len(methods) > 1))
+
+
+def table1(grid: GridFrame, metric: str = "linear_top1") -> list[CellTable]:
+    """One Table 1 per facet: rows = method, columns = colour strength (1/8 … 1, 1 (+Blur), AutoAug)."""
+    frame = grid.frame.copy()
+    if "augment.color_strength" not in frame:
+        frame["augment.color_strength"] = 1.0
+    if "method" not in frame:
+        frame["method"] = "simclr"
+    tables = []
+    for facet, part in split_facets(frame, TABLE1_AXES):
+        cells = collect_cells(part, metric, lambda run: run["method"],
+                              lambda run: strength_column(run["augment.ops"], run["augment.color_strength"]))
+        rows = sorted({key[0] for key in cells}, key=lambda m: (str(m) != "simclr", str(m) != "supervised", str(m)))
+        cols = sorted({key[1] for key in cells})
+        title = f"{metric_label(metric)} by method and colour distortion strength" + (f" ({facet.label})" if facet.values else "")
+        tables.append(CellTable(title, "method", "color_distortion", rows, cols, cells, metric, facet,
+                                row_label=method_label, col_label=strength_label))
+    return tables
+
+
+# -------------------------------------------------------------------------------------------- pivot
+
+
+def pivot(grid: GridFrame, rows: str, cols: str, metric: str) -> list[CellTable]:
+    """One rows × cols table of `metric` per combination of the other varying axes."""
+    laid_out = [rows, cols]
+    if rows in PAIR_AXES or cols in PAIR_AXES:
+        laid_out += list(PAIR_AXES)
+    tables = []
+    for facet, part in split_facets(grid.frame, laid_out):
+        cells = collect_cells(part, metric, lambda run: _key(run[rows]), lambda run: _key(run[cols]))
+        row_values = sorted({k[0] for k in cells}, key=sort_key)
+        col_values = sorted({k[1] for k in cells}, key=sort_key)
+        title = f"{metric_label(metric)} by {rows} × {cols}" + (f" ({facet.label})" if facet.values else "")
+        label = method_label if rows == "method" else format_value
+        tables.append(CellTable(title, rows, cols, row_values, col_values, cells, metric, facet, row_label=label,
+                                col_label=method_label if cols == "method" else format_value))
+    return tables
+
+
+def _key(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, float) and pd.isna(value):
+        return None
+    return value
+
+
+# ------------------------------------------------------------------------------------------- output
+
+
+def axis_title(axis: str) -> str:
+    return AXIS_NAMES.get(axis, axis)
+
+
+def to_markdown(table: CellTable) -> str:
+    head = f"| {axis_title(table.row_axis)} \\ {axis_title(table.col_axis)} | " + " | ".join(table.col_label(c) for c in table.cols) + " |"
+    lines = [f"### {table.title}", "", head, "|---" * (len(table.cols) + 1) + "|"]
+    for row in table.rows:
+        lines.append(f"| {table.row_label(row)} | " + " | ".join(table.cell(row, col).text() for col in table.cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def latex_cell(cell: Cell) -> str:
+    notes = ([f"{cell.failed} failed"] if cell.failed else []) + ([f"{cell.missing} missing"] if cell.missing else [])
+    if not cell.n:
+        return "---" + (f" ({', '.join(notes)})" if notes else "")
+    number = f"${cell.mean:.1f}" + (f" \\pm {cell.std:.1f}$" if cell.n > 1 else "$")
+    return number + f" {{\\scriptsize ({', '.join([f'n={cell.n}'] + notes)})}}"
+
+
+def to_latex(table: CellTable) -> str:
+    width = len(table.cols)
+    lines = [
+        r"\begin{table}[t]", r"\centering",
+        f"\\caption{{{latex_escape(table.title)}: mean $\\pm$ std over seeds (n runs); --- no completed run.}}",
+        f"\\begin{{tabular}}{{l{'c' * width}}}", r"\toprule",
+        f" & \\multicolumn{{{width}}}{{c}}{{{latex_escape(axis_title(table.col_axis))}}} \\\\",
+        f"\\cmidrule(lr){{2-{width + 1}}}",
+        latex_escape(axis_title(table.row_axis)) + " & " + " & ".join(latex_escape(table.col_label(c)) for c in table.cols) + r" \\",
+        r"\midrule",
+    ]
+    for row in table.rows:
+        lines.append(latex_escape(table.row_label(row)) + " & " + " & ".join(latex_cell(table.cell(row, c)) for c in table.cols) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_frame(tables: list[CellTable]) -> pd.DataFrame:
+    """Long format: facet axes, row, column, mean, std, n, failed, missing (one line per cell, empty ones too)."""
+    records = []
+    for table in tables:
+        for row in table.rows:
+            for col in table.cols:
+                cell = table.cell(row, col)
+                record = {axis: format_value(value) for axis, value in table.facet.values}
+                record.update({table.row_axis: table.row_label(row), table.col_axis: table.col_label(col), "metric": table.metric,
+                               "mean": cell.mean, "std": cell.std, "n": cell.n, "failed": cell.failed, "missing": cell.missing})
+                records.append(record)
+    return pd.DataFrame(records)
+
+
+def html_table(row_title: str, col_labels: list[str], rows: list[tuple[str, list[tuple[str, str]]]], caption: str) -> str:
+    """An HTML table; each cell is (text, state) with state ok | missing | failed | only."""
+    out = [f"<table><caption>{html.escape(caption)}</caption><thead><tr><th>{html.escape(row_title)}</th>"]
+    out += [f"<th>{html.escape(label)}</th>" for label in col_labels]
+    out.append("</tr></thead><tbody>")
+    for label, cells in rows:
+        out.append(f"<tr><th>{html.escape(label)}</th>")
+        out += [f'<td class="{state}">{html.escape(text)}</td>' for text, state in cells]
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def to_html(table: CellTable) -> str:
+    rows = []
+    for row in table.rows:
+        cells = [(table.cell(row, col).text(), table.cell(row, col).state) for col in table.cols]
+        rows.append((table.row_label(row), cells))
+    title = f"{axis_title(table.row_axis)} \\ {axis_title(table.col_axis)}"
+    return html_table(title, [table.col_label(c) for c in table.cols], rows, table.title)
