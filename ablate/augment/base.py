@@ -82,16 +82,20 @@ def apply_to_subset(
     ``fn(subset, index)`` receives the selected images and their batch indices (to pick their
     parameters). Working on the subset, rather than computing on all and selecting with
     ``torch.where``, does only the work needed (p = 0.5 blur halves the cost) and leaves the
-    unselected images bit-identical.
+    unselected images bit-identical. ``index_select``/``index_copy_`` rather than ``x[index]``:
+    several times faster on CPU.
     """
     index = mask.nonzero().squeeze(1)
     if index.numel() == 0:
         return images
     if index.numel() == images.shape[0]:
         return fn(images, index)
-    out = images.clone()
-    out[index] = fn(images[index], index)
-    return out
+    return images.clone().index_copy_(0, index, fn(images.index_select(0, index), index))
+
+
+def concat_params(parts: list[Params]) -> Params:
+    """Parameters of several batches as those of their concatenation (every tensor has the batch on dim 0)."""
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
 def to_unit_float(images: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import kornia
 import torch
+import torch.nn.functional as F
 
 from ablate.augment.base import Operator, Params, apply_to_subset, bernoulli, check_probability, check_range, uniform
 from ablate.config import AugmentSpec
@@ -48,6 +49,26 @@ class Blur(Operator):
 
 
 def gaussian(images: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tensor:
-    """Isotropic gaussian blur with one sigma per image (kornia.filters.gaussian_blur2d, reflect border)."""
-    sigma2 = sigma.to(images.dtype).unsqueeze(1).expand(-1, 2)
-    return kornia.filters.gaussian_blur2d(images, (size, size), sigma2, border_type="reflect")
+    """Isotropic gaussian blur with one sigma per image, reflect border; separable.
+
+    Kernel weights: ``kornia.filters.get_gaussian_kernel1d`` (one normalised kernel per image).
+    Applied as a weighted sum of shifted copies, pairing the symmetric taps (w_d (x[i-d] + x[i+d])):
+    the same numbers as ``kornia.filters.gaussian_blur2d`` (tested, ≤ 1e-6) at a fraction of its cost
+    on CPU, where its per-image kernels made it the slowest stage of the pipeline.
+    """
+    weights = kornia.filters.get_gaussian_kernel1d(size, sigma.to(images.dtype).unsqueeze(1))  # N×size
+    weights = weights.view(-1, 1, 1, 1, size)
+    return _blur_axis(_blur_axis(images, weights, dim=3), weights, dim=2)
+
+
+def _blur_axis(images: torch.Tensor, weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """1-D symmetric convolution along dim (2: rows, 3: columns) with per-image weights, reflect padding."""
+    radius = weights.shape[-1] // 2
+    length = images.shape[dim]
+    pad = (radius, radius, 0, 0) if dim == 3 else (0, 0, radius, radius)
+    padded = F.pad(images, pad, mode="reflect")
+    out = padded.narrow(dim, radius, length) * weights[..., radius]
+    for d in range(1, radius + 1):
+        pair = padded.narrow(dim, radius - d, length) + padded.narrow(dim, radius + d, length)
+        out.addcmul_(pair, weights[..., radius + d])
+    return out

@@ -79,20 +79,25 @@ def resized_crop(images: torch.Tensor, box: torch.Tensor, flip: torch.Tensor) ->
     """Each image's box (x0, y0, w, h as fractions) resized to the full size, mirrored where flip; one grid_sample.
 
     With align_corners=False the normalised coordinate -1..1 spans the image's outer pixel edges, so
-    output coordinate u maps to input centre + half-size * u; a flip negates the x scale.
+    output pixel centre u maps to box centre + half box size * u; a flip negates the x scale. The
+    grid is separable (x depends on the column only, y on the row only), so it is built from two
+    B×W and B×H tensors by broadcasting rather than by ``affine_grid``'s B×H×W×3 @ 3×2 product
+    (which took longer than the sampling itself on CPU).
     """
+    batch, _, height, width = images.shape
     x0, y0, w, h = box.to(images.dtype).unbind(dim=1)
     sign = 1.0 - 2.0 * flip.to(images.dtype)
-    zero = torch.zeros_like(w)
-    theta = torch.stack(
-        [
-            torch.stack([w * sign, zero, 2 * x0 + w - 1], dim=1),
-            torch.stack([zero, h, 2 * y0 + h - 1], dim=1),
-        ],
-        dim=1,
-    )
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    u = pixel_centres(width, images)
+    v = pixel_centres(height, images)
+    gx = (2 * x0 + w - 1).unsqueeze(1) + (w * sign).unsqueeze(1) * u  # B×W
+    gy = (2 * y0 + h - 1).unsqueeze(1) + h.unsqueeze(1) * v  # B×H
+    grid = torch.stack([gx.unsqueeze(1).expand(batch, height, width), gy.unsqueeze(2).expand(batch, height, width)], dim=3)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def pixel_centres(size: int, like: torch.Tensor) -> torch.Tensor:
+    """Normalised coordinates (align_corners=False) of the pixel centres along one axis: (2i + 1) / size - 1."""
+    return (torch.arange(size, dtype=like.dtype, device=like.device) * 2 + 1) / size - 1
 
 
 def crop_area_and_aspect(box: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

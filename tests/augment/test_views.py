@@ -93,3 +93,13 @@ def test_bad_input_is_refused_with_a_clear_message() -> None:
         maker.pair(torch.zeros(2, 1, 8, 8))
     with pytest.raises(TypeError, match="uint8 or floating"):
         maker.pair(torch.zeros(2, 3, 8, 8, dtype=torch.int32))
+
+
+def test_both_views_in_one_batch_equal_each_view_alone() -> None:
+    """apply_pair runs the two views as one 2B batch; each view must be what it would be on its own."""
+    maker = ViewMaker(AugmentSpec(protocol="both_branches", ops=["crop", "color", "blur", "cutout", "autoaugment"]))
+    x = uint8_images(24, seed=9)
+    params = maker.sample_pair(24, 32, 32, generator(9), DEVICE)
+    view1, view2 = maker.apply_pair(x, params)
+    torch.testing.assert_close(view1, maker.apply_view(x.float() / 255, params.view1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(view2, maker.apply_view(x.float() / 255, params.view2), atol=1e-6, rtol=0)
