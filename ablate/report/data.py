@@ -162,9 +162,11 @@ def format_value(value: Any) -> str:
 
 
 def fraction_label(value: float) -> str:
-    """0.125 → 1/8, 1.0 → 1, 0.3 → 0.3 (a fraction only when it is a simple one)."""
+    """0.125 → 1/8, 0.75 → 3/4, 1/3 → 1/3, 1.0 → 1, 0.3 → 0.3, 1.5 → 1.5: fractions below 1 as in the paper."""
     fraction = Fraction(value).limit_denominator(64)
-    if abs(float(fraction) - value) > 1e-9:
+    power_of_two = fraction.denominator & (fraction.denominator - 1) == 0
+    simple = fraction.denominator == 1 or (value < 1 and (power_of_two or (fraction.numerator == 1 and fraction.denominator <= 8)))
+    if abs(float(fraction) - value) > 1e-9 or not simple:
         return f"{value:g}"
     return str(fraction.numerator) if fraction.denominator == 1 else f"{fraction.numerator}/{fraction.denominator}"
 

@@ -1,0 +1,186 @@
+"""Figure 5 heatmap: CSV numbers equal the means/stds computed here, missing and failed cells stay visible."""
+
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from report_helpers import PAPER_OPS, make_result, make_spec, ordered_pairs, pair_value, run_id, write_results
+
+from ablate.report.build import write_report
+from ablate.report.data import ReportError, load_grid_frame
+
+SEEDS = [0, 1, 2]
+ABSENT = ("sobel", "noise")  # planned, never run
+ALL_FAILED = ("blur", "rotate")  # every seed failed
+ONE_FAILED = ("noise", "noise")  # seed 2 failed
+
+
+def build_grid(root, grid="fig5"):
+    """7 operators × 3 seeds with known numbers; returns (plan, the values written per cell)."""
+    plan, written, results = [], {}, []
+    for ops in ordered_pairs(PAPER_OPS):
+        key = (ops[0], ops[-1])
+        for seed in SEEDS:
+            spec = make_spec(ops, seed)
+            plan.append({"run_id": run_id(spec), "spec": spec})
+            if key == ABSENT:
+                continue
+            if key == ALL_FAILED or (key == ONE_FAILED and seed == 2):
+                results.append(make_result(spec, grid, None, status="failed"))
+                continue
+            value = pair_value(*key, seed)
+            written.setdefault(key, []).append(value)
+            results.append(make_result(spec, grid, value, seconds=10.0))
+    write_results(root, grid, results)
+    return plan, written
+
+
+@pytest.fixture(scope="module")
+def fig5(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fig5")
+    plan, written = build_grid(folder / "results")
+    paths = write_report(folder / "results", "fig5", folder / "reports", "heatmap", planned=plan)
+    return folder, plan, written, paths
+
+
+def test_csv_means_stds_and_counts_equal_independent_computation(fig5):
+    folder, _, written, _ = fig5
+    table = pd.read_csv(folder / "reports" / "fig5" / "heatmap.csv")
+    assert list(table.columns) == ["first", "second", "mean", "std", "n"]
+    assert len(table) == 49
+    for row in table.itertuples():
+        values = written.get((row.first, row.second), [])
+        assert row.n == len(values)
+        if values:
+            assert row.mean == pytest.approx(statistics.mean(values), abs=1e-9)
+        if len(values) > 1:
+            assert row.std == pytest.approx(statistics.stdev(values), abs=1e-9)
+    assert table.loc[(table["first"] == "crop") & (table["second"] == "color"), "mean"].item() == pytest.approx(
+        statistics.mean([60.0, 61.5, 59.3]))
+
+
+def test_rows_and_columns_in_paper_order(fig5):
+    folder = fig5[0]
+    table = pd.read_csv(folder / "reports" / "fig5" / "heatmap.csv")
+    assert list(dict.fromkeys(table["first"])) == PAPER_OPS
+    assert list(table["second"][:7]) == PAPER_OPS
+    header = (folder / "reports" / "fig5" / "heatmap.md").read_text().splitlines()[4]
+    assert header == "| 1st \\ 2nd | crop | cutout | color | sobel | noise | blur | rotate | row mean |"
+
+
+def test_missing_and_failed_cells_are_shown_and_counted(fig5):
+    folder = fig5[0]
+    table = pd.read_csv(folder / "reports" / "fig5" / "heatmap.csv")
+    for first, second in (ABSENT, ALL_FAILED):
+        cell = table[(table["first"] == first) & (table["second"] == second)]
+        assert cell["n"].item() == 0 and cell["mean"].isna().item()
+    markdown = (folder / "reports" / "fig5" / "heatmap.md").read_text()
+    # 49 cells × 3 seeds = 147 planned: 3 never ran, 3 + 1 failed, the rest completed.
+    assert "grid fig5: 140 completed, 4 failed, 3 missing runs" in markdown
+    assert "cpu (test, 2 cores) × 144 runs" in markdown and "25.3 min compute" in markdown  # 140 × 10 s + 4 × 30 s
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in markdown.splitlines() if line.startswith("| ")}
+    assert rows["sobel"][PAPER_OPS.index("noise") + 1] == "— (3 missing)"
+    assert rows["blur"][PAPER_OPS.index("rotate") + 1] == "— (3 failed)"
+    assert rows["noise"][PAPER_OPS.index("noise") + 1].endswith("(n=2, 1 failed)")
+    assert rows["sobel"][-1].strip(" |").endswith("*")  # a row mean over an incomplete row is flagged
+    sobel = [statistics.mean([pair_value("sobel", b, s) for s in SEEDS]) for b in PAPER_OPS if b != "noise"]
+    assert float(rows["sobel"][-1].strip(" |*")) == pytest.approx(statistics.mean(sobel), abs=0.051)
+
+
+def test_figures_are_drawn_in_three_formats(fig5):
+    folder, _, _, paths = fig5
+    out = folder / "reports" / "fig5"
+    assert {p.name for p in paths} >= {"heatmap.png", "heatmap.pdf", "heatmap.svg", "heatmap.csv", "heatmap.md"}
+    image = Image.open(out / "heatmap.png").convert("RGB")
+    assert image.size[0] > 1000 and image.size[1] > 900
+    pixels = np.asarray(image).reshape(-1, 3)
+    assert len(np.unique(pixels, axis=0)) > 200  # a coloured heatmap, not a blank canvas
+    assert (out / "heatmap.pdf").read_bytes()[:5] == b"%PDF-"
+    svg = (out / "heatmap.svg").read_text()
+    assert "<svg" in svg and "missing" in svg and "failed" in svg  # the labels of the hatched cells
+
+
+def test_planned_pair_without_any_result_is_a_missing_cell(tmp_path):
+    """A pair only the plan knows about (no result, no other run naming its operator) still gets its cell."""
+    root = tmp_path / "results"
+    plan, results = [], []
+    for ops in ordered_pairs(["crop", "color"]):
+        spec = make_spec(ops, 0)
+        plan.append({"run_id": run_id(spec), "spec": spec})
+        results.append(make_result(spec, "g", pair_value(ops[0], ops[-1], 0)))
+    extra = make_spec(["crop", "rotate"], 0)
+    plan.append({"run_id": run_id(extra), "spec": extra})
+    write_results(root, "g", results)
+    write_report(root, "g", tmp_path / "reports", "heatmap", planned=plan)
+    table = pd.read_csv(tmp_path / "reports" / "g" / "heatmap.csv")
+    assert list(dict.fromkeys(table["first"])) == ["crop", "color", "rotate"]
+    cell = table[(table["first"] == "crop") & (table["second"] == "rotate")]
+    assert cell["n"].item() == 0
+    assert "4 completed, 0 failed, 1 missing runs" in (tmp_path / "reports" / "g" / "heatmap.md").read_text()
+
+
+def test_without_plan_missing_count_is_unknown_but_empty_cells_stay(tmp_path):
+    root = tmp_path / "results"
+    build_grid(root)
+    write_report(root, "fig5", tmp_path / "reports", "heatmap")
+    markdown = (tmp_path / "reports" / "fig5" / "heatmap.md").read_text()
+    assert "unknown number of missing runs (plan unknown" in markdown
+    assert "— (3 failed)" in markdown and "| sobel | " in markdown and " — |" in markdown
+
+
+def test_method_axis_gives_one_heatmap_per_method_not_an_average(tmp_path):
+    root = tmp_path / "results"
+    results, expected = [], {}
+    for method, offset in (("simclr", 0.0), ("supervised", 30.0)):
+        for ops in ordered_pairs(["crop", "color"]):
+            for seed in (0, 1):
+                value = pair_value(ops[0], ops[-1], seed, offset)
+                expected.setdefault((method, ops[0], ops[-1]), []).append(value)
+                results.append(make_result(make_spec(ops, seed, method), "m", value))
+    write_results(root, "m", results)
+    paths = write_report(root, "m", tmp_path / "reports", "heatmap")
+    names = {p.name for p in paths}
+    assert {"heatmap--method-simclr.png", "heatmap--method-supervised.png", "heatmap--method-simclr.svg"} <= names
+    assert "heatmap.png" not in names
+    table = pd.read_csv(tmp_path / "reports" / "m" / "heatmap.csv")
+    assert list(table.columns) == ["method", "first", "second", "mean", "std", "n"]
+    assert len(table) == 8
+    for row in table.itertuples():
+        values = expected[(row.method, row.first, row.second)]
+        assert row.n == 2 and row.mean == pytest.approx(statistics.mean(values))
+        assert row.std == pytest.approx(statistics.stdev(values))
+    assert "## method=supervised" in (tmp_path / "reports" / "m" / "heatmap.md").read_text()
+
+
+def test_two_varying_axes_split_into_every_combination(tmp_path):
+    root = tmp_path / "results"
+    results = [make_result(make_spec(ops, 0, method, strength), "two", 50.0 + strength)
+               for method in ("simclr", "supervised") for strength in (0.5, 1.0) for ops in ordered_pairs(["crop", "color"])]
+    write_results(root, "two", results)
+    names = {p.name for p in write_report(root, "two", tmp_path / "reports", "heatmap")}
+    assert "heatmap--method-supervised--color_strength-0.5.png" in names
+    assert len([n for n in names if n.endswith(".png")]) == 4
+    table = pd.read_csv(tmp_path / "reports" / "two" / "heatmap.csv")
+    assert set(table["mean"]) == {50.5, 51.0} and set(table["n"]) == {1}
+
+
+def test_unknown_grid_and_metric_are_report_errors(tmp_path):
+    root = tmp_path / "results"
+    build_grid(root)
+    with pytest.raises(ReportError, match="no results for grid 'nope'.*grids with results: fig5"):
+        write_report(root, "nope", tmp_path / "reports", "heatmap")
+    with pytest.raises(ReportError, match="unknown metric 'top1'.*available: .*linear_top1"):
+        write_report(root, "fig5", tmp_path / "reports", "heatmap", metric="top1")
+    with pytest.raises(ReportError, match="not a plain grid name"):
+        load_grid_frame(root, "../etc", None)
+
+
+def test_other_metric_is_drawn(tmp_path):
+    root = tmp_path / "results"
+    _, written = build_grid(root)
+    write_report(root, "fig5", tmp_path / "reports", "heatmap", metric="knn_top1")
+    table = pd.read_csv(tmp_path / "reports" / "fig5" / "heatmap.csv")
+    crop_color = table[(table["first"] == "crop") & (table["second"] == "color")]
+    assert crop_color["mean"].item() == pytest.approx(statistics.mean(written[("crop", "color")]) - 5)

@@ -1,0 +1,93 @@
+"""index.html: one self-contained page (no network) with header, embedded figures and HTML tables;
+rendered in headless Chromium where it is installed (CI installs Debian's `chromium`)."""
+
+import base64
+import re
+import shutil
+import statistics
+import subprocess
+from io import BytesIO
+
+import numpy as np
+import pytest
+from PIL import Image
+from report_helpers import make_result, make_spec, ordered_pairs, pair_value, run_id, write_results
+
+from ablate.report.build import write_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    """A pair grid (crop, color, blur × 2 seeds) with one planned pair missing and one failed."""
+    folder = tmp_path_factory.mktemp("html")
+    plan, results, written = [], [], {}
+    for ops in ordered_pairs(["crop", "color", "blur"]):
+        for seed in (0, 1):
+            spec = make_spec(ops, seed)
+            plan.append({"run_id": run_id(spec), "spec": spec})
+            if ops == ["blur", "crop"]:
+                continue
+            if ops == ["color", "blur"]:
+                results.append(make_result(spec, "web", None, status="failed"))
+                continue
+            value = pair_value(ops[0], ops[-1], seed)
+            written.setdefault((ops[0], ops[-1]), []).append(value)
+            results.append(make_result(spec, "web", value))
+    write_results(folder / "results", "web", results)
+    paths = write_report(folder / "results", "web", folder / "reports", "all", planned=plan)
+    return folder / "reports" / "web" / "index.html", written, paths
+
+
+def test_all_writes_heatmap_and_page_only(page):
+    path, _, paths = page
+    names = {p.name for p in paths}
+    assert {"heatmap.png", "heatmap.csv", "index.html"} <= names
+    assert not any(n.startswith("table1") for n in names)  # a pair grid has no colour-strength table
+
+
+def test_page_is_self_contained_with_tables_and_images(page):
+    path, written, _ = page
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"https?://", text)
+    assert "<script" not in text and "<link" not in text
+    sources = re.findall(r'src="([^"]*)"', text)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    image = Image.open(BytesIO(base64.b64decode(sources[0].split(",", 1)[1])))
+    assert image.format == "PNG" and image.size[0] > 800
+    crop_color = written[("crop", "color")]
+    cell = f"{statistics.mean(crop_color):.1f} ± {statistics.stdev(crop_color):.1f} (n=2)"
+    assert f'<td class="ok">{cell}</td>' in text
+    assert '<td class="missing">— (2 missing)</td>' in text and '<td class="failed">— (2 failed)</td>' in text
+    # 9 pairs × 2 seeds planned: blur→crop never ran (2 missing), color→blur failed (2 failed), 14 completed.
+    assert "grid web: 14 completed, 2 failed, 2 missing runs; cpu (test, 2 cores) × 16 runs; 8.0 min compute" in text
+    assert '<span class="failed-count">2 failed</span>' in text and '<span class="missing-count">2 missing</span>' in text
+
+
+def run_chromium(args, profile, timeout=90):
+    command = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium); CI installs it")
+def test_page_renders_in_headless_chromium(page, tmp_path):
+    path, written, _ = page
+    shot = tmp_path / "shot.png"
+    rendered = run_chromium([f"--screenshot={shot}", "--window-size=1200,1600", path.as_uri()], tmp_path / "profile-1")
+    assert shot.exists(), rendered.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert pixels.shape[:2] == (1600, 1200)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # the viridis heatmap, not a blank page
+    figure = pixels[250:1000, 100:1100]  # where the embedded heatmap lands on the page
+    assert figure.std() > 30 and len(np.unique(figure.reshape(-1, 3), axis=0)) > 300
+    dom = run_chromium(["--dump-dom", path.as_uri()], tmp_path / "profile-2").stdout
+    crop_color = written[("crop", "color")]
+    assert f"{statistics.mean(crop_color):.1f} ± {statistics.stdev(crop_color):.1f} (n=2)" in dom
+    assert "— (2 failed)" in dom and "<table>" in dom
+    print(f"chromium: screenshot {pixels.shape[1]}x{pixels.shape[0]}, {len(np.unique(pixels.reshape(-1, 3), axis=0))} colours; "
+          f"DOM {len(dom)} chars with the crop+color cell")

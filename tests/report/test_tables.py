@@ -1,0 +1,162 @@
+"""Table 1 and pivots: columns, rows, mean ± std (n) equal to what is computed here; "—" for empty cells."""
+
+import statistics
+
+import pandas as pd
+import pytest
+from report_helpers import make_result, make_spec, run_id, write_results
+
+from ablate.report.build import write_report
+from ablate.report.data import ReportError
+from ablate.report.tables import strength_column, strength_label
+
+# The paper's Table 1 (ResNet-50, ImageNet) as the centre of each cell; seeds add known offsets.
+PAPER = {"simclr": [59.6, 61.0, 62.6, 63.2, 64.5, 61.1], "supervised": [77.0, 76.7, 76.5, 75.7, 75.4, 77.1]}
+SETTINGS = [(["crop", "color"], 0.125), (["crop", "color"], 0.25), (["crop", "color"], 0.5), (["crop", "color"], 1.0),
+            (["crop", "color", "blur"], 1.0), (["crop", "autoaugment"], 1.0)]
+COLUMNS = ["1/8", "1/4", "1/2", "1", "1 (+Blur)", "AutoAug"]
+OFFSETS = [0.0, 0.4, -0.3]
+
+
+def build_table_grid(root):
+    """SimCLR × 6 settings × 3 seeds; supervised AutoAug planned but never run; one SimCLR 1/4 run failed."""
+    plan, results, written = [], [], {}
+    for method, centres in PAPER.items():
+        for (ops, strength), centre, column in zip(SETTINGS, centres, COLUMNS):
+            for seed, offset in enumerate(OFFSETS):
+                spec = make_spec(ops, seed, method, strength)
+                plan.append({"run_id": run_id(spec), "spec": spec})
+                if method == "supervised" and column == "AutoAug":
+                    continue
+                if method == "simclr" and column == "1/4" and seed == 2:
+                    results.append(make_result(spec, "t1", None, status="failed"))
+                    continue
+                written.setdefault((method, column), []).append(centre + offset)
+                results.append(make_result(spec, "t1", centre + offset))
+    write_results(root, "t1", results)
+    return plan, written
+
+
+@pytest.fixture(scope="module")
+def table_report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("t1")
+    plan, written = build_table_grid(folder / "results")
+    paths = write_report(folder / "results", "t1", folder / "reports", "table", planned=plan)
+    return folder / "reports" / "t1", written, paths
+
+
+def expected_text(values):
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n={len(values)}"
+
+
+def test_markdown_has_paper_columns_rows_and_cells(table_report):
+    out, written, _ = table_report
+    lines = (out / "table1.md").read_text().splitlines()
+    head = [line for line in lines if line.startswith("| Method")][0]
+    assert [c.strip() for c in head.strip("|").split("|")][1:] == COLUMNS
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
+            for line in lines if line.startswith("| SimCLR") or line.startswith("| Supervised")}
+    assert list(rows) == ["SimCLR", "Supervised"]
+    for (method, column), values in written.items():
+        cell = rows["SimCLR" if method == "simclr" else "Supervised"][COLUMNS.index(column)]
+        assert cell.startswith(expected_text(values)), (method, column, cell)
+    assert rows["SimCLR"][1] == expected_text(written[("simclr", "1/4")]) + ", 1 failed)"
+    assert rows["Supervised"][5] == "— (3 missing)"
+    assert "grid t1: 32 completed, 1 failed, 3 missing runs" in lines[2]
+
+
+def test_csv_numbers_equal_independent_computation(table_report):
+    out, written, _ = table_report
+    table = pd.read_csv(out / "table1.csv")
+    assert list(table.columns) == ["method", "color_distortion", "metric", "mean", "std", "n", "failed", "missing"]
+    assert len(table) == 12
+    for row in table.itertuples():
+        method = row.method.lower()
+        values = written.get((method, row.color_distortion), [])
+        assert row.n == len(values)
+        if values:
+            assert row.mean == pytest.approx(statistics.mean(values))
+            assert row.std == pytest.approx(statistics.stdev(values))
+    autoaug = table[(table["method"] == "Supervised") & (table["color_distortion"] == "AutoAug")]
+    assert autoaug["n"].item() == 0 and autoaug["missing"].item() == 3 and autoaug["mean"].isna().item()
+    quarter = table[(table["method"] == "SimCLR") & (table["color_distortion"] == "1/4")]
+    assert quarter["failed"].item() == 1 and quarter["n"].item() == 2
+
+
+def test_latex_is_booktabs_with_pm_and_dashes(table_report):
+    out, written, _ = table_report
+    tex = (out / "table1.tex").read_text()
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{lcccccc}"):
+        assert rule in tex
+    assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
+    values = written[("simclr", "1")]
+    assert f"${statistics.mean(values):.1f} \\pm {statistics.stdev(values):.1f}$" in tex
+    assert "--- (3 missing)" in tex and "linear top-1 (\\%)" in tex
+    assert "1 (+Blur) & AutoAug" in tex
+
+
+def test_table_figure_is_written(table_report):
+    out, _, paths = table_report
+    assert {"table1.png", "table1.pdf", "table1.svg", "table1.md", "table1.tex", "table1.csv"} <= {p.name for p in paths}
+    assert (out / "table1.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("ops, strength, label", [
+    ("crop+color", 0.125, "1/8"), ("crop+color", 0.25, "1/4"), ("crop+color", 0.5, "1/2"), ("crop+color", 1.0, "1"),
+    ("crop+color", 2.0, "2"), ("crop+color", 0.3, "0.3"), ("crop+color+blur", 1.0, "1 (+Blur)"),
+    ("crop+color+blur", 0.5, "1/2 (+Blur)"), ("crop+autoaugment", 0.5, "AutoAug"), ("crop", 1.0, "no colour"),
+])
+def test_column_of_a_run(ops, strength, label):
+    assert strength_label(strength_column(ops, strength)) == label
+
+
+def test_column_order_follows_the_paper():
+    keys = [strength_column(o, s) for o, s in [("crop+autoaugment", 1), ("crop+color+blur", 1), ("crop+color", 1),
+                                                ("crop+color", 0.125), ("crop+color", 0.5)]]
+    assert [strength_label(k) for k in sorted(keys)] == ["1/8", "1/2", "1", "1 (+Blur)", "AutoAug"]
+
+
+def test_pivot_any_two_axes_and_metric(tmp_path):
+    root = tmp_path / "results"
+    results, expected = [], {}
+    for method in ("simclr", "supervised"):
+        for batch in (128, 256, 512):
+            for seed in (0, 1, 2):
+                value = 40 + batch / 64 + (20 if method == "supervised" else 0) + seed
+                expected.setdefault((method, batch), []).append(value - 5)  # knn_top1 = linear - 5
+                results.append(make_result(make_spec(["crop", "color"], seed, method, batch_size=batch), "bs", value))
+    write_results(root, "bs", results)
+    paths = write_report(root, "bs", tmp_path / "reports", "table", rows="method", cols="train.batch_size", metric="knn_top1")
+    stem = "pivot-method-by-train.batch_size-knn_top1"
+    assert {f"{stem}.md", f"{stem}.tex", f"{stem}.csv", f"{stem}.png"} <= {p.name for p in paths}
+    table = pd.read_csv(tmp_path / "reports" / "bs" / f"{stem}.csv")
+    assert list(table["train.batch_size"][:3]) == [128, 256, 512]
+    for row in table.itertuples():
+        values = expected[(row.method.lower(), row._2)]
+        assert row.mean == pytest.approx(statistics.mean(values)) and row.std == pytest.approx(statistics.stdev(values))
+    markdown = (tmp_path / "reports" / "bs" / f"{stem}.md").read_text()
+    assert "| Method \\ train.batch_size | 128 | 256 | 512 |" in markdown
+    assert f"| Supervised | {expected_text(expected[('supervised', 128)])})" in markdown
+
+
+def test_pivot_splits_other_varying_axes(tmp_path):
+    root = tmp_path / "results"
+    results = [make_result(make_spec(["crop", "color"], 0, method, dataset=dataset), "ds", value)
+               for dataset, value in (("shapes", 50.0), ("cifar10", 70.0)) for method in ("simclr", "supervised")]
+    write_results(root, "ds", results)
+    write_report(root, "ds", tmp_path / "reports", "table", rows="method", cols="seed")
+    table = pd.read_csv(tmp_path / "reports" / "ds" / "pivot-method-by-seed-linear_top1.csv")
+    assert list(table.columns[:1]) == ["dataset.name"]
+    assert dict(zip(table["dataset.name"], table["mean"])) == {"cifar10": 70.0, "shapes": 50.0}
+
+
+def test_bad_axes_and_grids_without_table1(tmp_path):
+    root = tmp_path / "results"
+    build_table_grid(root)
+    with pytest.raises(ReportError, match="--rows 'methd': no such axis.*available: .*method"):
+        write_report(root, "t1", tmp_path / "reports", "table", rows="methd", cols="seed")
+    with pytest.raises(ReportError, match="needs both --rows AXIS and --cols AXIS"):
+        write_report(root, "t1", tmp_path / "reports", "table", rows="method")
+    write_results(root, "pairs", [make_result(make_spec(o, 0), "pairs", 50.0) for o in (["crop"], ["crop", "color"])])
+    with pytest.raises(ReportError, match="give --rows AXIS --cols AXIS"):
+        write_report(root, "pairs", tmp_path / "reports", "table")
