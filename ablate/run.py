@@ -28,7 +28,17 @@ from ablate.evaluate.knn import knn_accuracy
 from ablate.evaluate.linear import label_subset, train_linear_probe
 from ablate.methods.simclr import SimCLR
 from ablate.methods.supervised import Supervised
-from ablate.methods.train import CHECKPOINT_FILE, DeviceSettings, TrainOutcome, device_settings, train
+from ablate.methods.train import (
+    CHECKPOINT_FILE,
+    DeviceSettings,
+    InterruptedForTest,
+    ModelForward,
+    StepLoss,
+    TrainOutcome,
+    autocast,
+    device_settings,
+    train,
+)
 from ablate.models import build_encoder
 from ablate.store import write_result
 
@@ -81,32 +91,53 @@ def provenance(device: torch.device, started: dt.datetime) -> dict[str, Any]:
     }
 
 
-def build_trainable(spec: RunSpec, data: DatasetSplits) -> tuple[torch.nn.Module, Callable]:
-    """The model to train and its per-step loss(images_uint8, labels, generator)."""
+def build_trainable(spec: RunSpec, num_classes: int, settings: DeviceSettings) -> tuple[torch.nn.Module, StepLoss]:
+    """The model to train (on settings.device) and its per-step loss(images_uint8, labels, generator).
+
+    The step makes the view(s) on the device in float32, then runs the network through
+    `ModelForward` (channels_last, bf16 autocast, torch.compile as the settings say).
+    """
     from ablate.augment import ViewMaker
 
     encoder = build_encoder(spec.model, spec.dataset.image_size)
     views = ViewMaker(spec.augment)
+    model: SimCLR | Supervised
     if spec.method == "simclr":
         model = SimCLR(encoder, spec.model.proj_hidden, spec.model.proj_dim, spec.train.temperature)
+    else:
+        model = Supervised(encoder, num_classes)
+    model.to(settings.device)
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+    forward = ModelForward(model, settings)
 
-        def simclr_loss(images, labels, generator):
+    if isinstance(model, SimCLR):
+        simclr = model
+
+        def simclr_loss(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
             view1, view2 = views.pair(images, generator)
-            return model.loss(view1, view2)
+            return simclr.loss(view1, view2, forward)
 
         return model, simclr_loss
-    model = Supervised(encoder, len(data.classes))
+    supervised = model
 
-    def supervised_loss(images, labels, generator):
-        return model.loss(views.single(images, generator), labels)
+    def supervised_loss(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return supervised.loss(views.single(images, generator), labels, forward)
 
     return model, supervised_loss
 
 
-def evaluate(encoder: torch.nn.Module, data: DatasetSplits, spec: RunSpec, device: torch.device) -> dict[str, float]:
-    """Linear probe (top-1, top-5) and kNN accuracy on the frozen encoder's features, in percent."""
-    train_features = extract_features(encoder, data.train.images, device)
-    test_features = extract_features(encoder, data.test.images, device)
+def evaluate(model: torch.nn.Module, data: DatasetSplits, spec: RunSpec, settings: DeviceSettings) -> dict[str, float]:
+    """Linear probe (top-1, top-5) and kNN accuracy on the frozen encoder's features, in percent.
+
+    The supervised baseline also reports its own classifier's accuracy (`supervised_top1/top5`),
+    the number in Table 1's supervised row.
+    """
+    device = settings.device
+    encoder = model.encoder
+    fast = {"bf16": settings.autocast_bf16, "channels_last": settings.channels_last}
+    train_features = extract_features(encoder, data.train.images, device, **fast)
+    test_features = extract_features(encoder, data.test.images, device, **fast)
     train_labels = data.train.labels.to(device)
     test_labels = data.test.labels.to(device)
     labelled = label_subset(train_labels, spec.eval.label_fraction, spec.seed)
@@ -119,7 +150,7 @@ def evaluate(encoder: torch.nn.Module, data: DatasetSplits, spec: RunSpec, devic
         train_features[labelled], train_labels[labelled], test_features, test_labels,
         k=spec.eval.knn_k, temperature=spec.eval.knn_temperature, num_classes=len(data.classes),
     )
-    return {
+    metrics = {
         "linear_top1": probe.top1,
         "linear_top5": probe.top5,
         "linear_train_top1": probe.train_top1,
@@ -127,6 +158,10 @@ def evaluate(encoder: torch.nn.Module, data: DatasetSplits, spec: RunSpec, devic
         "label_fraction": spec.eval.label_fraction,
         "labelled_examples": probe.train_examples,
     }
+    if isinstance(model, Supervised):
+        with autocast(settings):
+            metrics["supervised_top1"], metrics["supervised_top5"] = model.accuracy(data.test.images, data.test.labels)
+    return metrics
 
 
 def speed_metrics(outcome: TrainOutcome, views_per_image: int, encoder: torch.nn.Module, spec: RunSpec, device: torch.device) -> dict[str, float | None]:
@@ -148,7 +183,10 @@ def speed_metrics(outcome: TrainOutcome, views_per_image: int, encoder: torch.nn
 
 
 def execute_run(spec: RunSpec, run_folder: Path | None = None, progress: Progress | None = None, **train_options) -> dict[str, Any]:
-    """Train and evaluate one spec; returns metrics, timings and training curves (raises on failure)."""
+    """Train and evaluate one spec; returns metrics, timings and training curves (raises on failure).
+
+    `train_options` go to `ablate.methods.train.train` (``stop_after_steps`` for resume tests).
+    """
     device = pick_device()
     settings: DeviceSettings = device_settings(spec, device)
     seed_everything(spec.seed)
@@ -156,15 +194,12 @@ def execute_run(spec: RunSpec, run_folder: Path | None = None, progress: Progres
     data = load_dataset(spec.dataset)
     data_seconds = time.perf_counter() - clock
 
-    model, step_loss = build_trainable(spec, data)
-    model.to(device)
-    if settings.channels_last:
-        model.to(memory_format=torch.channels_last)
+    model, step_loss = build_trainable(spec, len(data.classes), settings)
     pretrain = data.pretrain if spec.method == "simclr" else data.train
     outcome = train(model, step_loss, pretrain, spec, settings, run_folder, progress, **train_options)
 
     clock = time.perf_counter()
-    metrics = evaluate(model.encoder, data, spec, device)
+    metrics = evaluate(model, data, spec, settings)
     eval_seconds = time.perf_counter() - clock
     metrics["final_loss"] = outcome.epoch_losses[-1]
     views_per_image = 2 if spec.method == "simclr" else 1
@@ -174,6 +209,7 @@ def execute_run(spec: RunSpec, run_folder: Path | None = None, progress: Progres
         "curves": {"epoch_loss": outcome.epoch_losses},
         "timings": {"data": data_seconds, "train": outcome.train_seconds, "eval": eval_seconds},
         "resumed_from_epoch": outcome.resumed_from_epoch,
+        "fast_path": {"bf16": settings.autocast_bf16, "channels_last": settings.channels_last, "compile": settings.compile},
         "device": device,
     }
 
@@ -186,8 +222,16 @@ def error_record(error: BaseException) -> dict[str, str]:
     }
 
 
-def run_and_store(spec: RunSpec, grid: str, run_id: str, run_folder: Path, axes: dict[str, Any] | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Run one spec and write its result.json (completed or failed) atomically; return the result."""
+def run_and_store(
+    spec: RunSpec, grid: str, run_id: str, run_folder: Path, axes: dict[str, Any] | None = None,
+    progress: Progress | None = None, **train_options,
+) -> dict[str, Any]:
+    """Run one spec and write its result.json (completed or failed) atomically; return the result.
+
+    A NaN loss, a missing file, an out-of-memory error... end as ``status: failed`` with the error's
+    type and message. An interruption (Ctrl-C, a kill, `InterruptedForTest`) writes no result: the
+    run stays pending and resumes from its checkpoint next time.
+    """
     run_folder.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
@@ -202,10 +246,12 @@ def run_and_store(spec: RunSpec, grid: str, run_id: str, run_folder: Path, axes:
     }
     device = pick_device()
     try:
-        outcome = execute_run(spec, run_folder, progress)
+        outcome = execute_run(spec, run_folder, progress, **train_options)
         device = outcome.pop("device")
         result.update(outcome)
         result["status"] = "completed"
+    except InterruptedForTest:
+        raise
     except Exception as error:  # a failed run is a result too; the grid goes on
         if isinstance(error, torch.cuda.OutOfMemoryError):
             torch.cuda.empty_cache()

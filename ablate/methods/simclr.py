@@ -32,8 +32,13 @@ class SimCLR(nn.Module):
         self.head = projection_head(encoder.feature_dim, proj_hidden, proj_dim)
         self.temperature = temperature
 
-    def loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """z = g(f(x)): the projections NT-Xent compares (the part that `torch.compile` compiles)."""
+        return self.head(self.encoder(images))
+
+    def loss(self, view1: torch.Tensor, view2: torch.Tensor, forward=None) -> torch.Tensor:
+        """NT-Xent of the two views. `forward` replaces ``self`` (e.g. a compiled, autocast `ModelForward`)."""
         # One forward pass over both views: batch norm sees 2N images, as in the paper's code.
-        z = self.head(self.encoder(torch.cat([view1, view2])))
+        z = (forward or self)(torch.cat([view1, view2]))
         z1, z2 = z.chunk(2)
         return nt_xent(z1, z2, self.temperature)
