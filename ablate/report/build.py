@@ -141,13 +141,13 @@ def tables_section(grid: GridFrame, out: Path, metric: str = "linear_top1", rows
         check_axis(grid, rows, "--rows")
         check_axis(grid, cols, "--cols")
         tables, stem = pivot(grid, rows, cols, metric), slug(f"pivot-{rows}-by-{cols}-{metric}")
-        section = Section(f"{metric} by {rows} × {cols}")
+        section = Section(f"{metric} by {rows} × {cols}", tables_first=True)
     else:
         if not table1_applies(grid):
             raise ReportError(f"grid {grid.grid!r} varies neither the colour strength, AutoAugment nor the method of "
                               "colour-distorted runs (Table 1); give --rows AXIS --cols AXIS for a pivot table")
         tables, stem = table1(grid, metric), "table1"
-        section = Section("Table 1: colour distortion strength")
+        section = Section("Table 1: colour distortion strength", tables_first=True)
     header = grid.header()
     facets = [t.facet for t in tables if t.facet.values]
     if facets:

@@ -127,7 +127,7 @@ def _draw_grid(axes: plt.Axes, values: np.ndarray, labels: list[list[str]], stat
                 _hatch(axes, i, j, states[i][j])
                 color = {"failed": FAILED_COLOR, "only": ONLY_COLOR}.get(states[i][j], "0.25")
                 axes.text(j + 0.5, i + 0.5, labels[i][j], ha="center", va="center", fontsize=8.5, color=color,
-                          zorder=3, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
+                          zorder=3, bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none"})
             elif labels[i][j]:
                 color = _text_color(cmap(norm(values[i, j])))
                 axes.text(j + 0.5, i + 0.5, labels[i][j], ha="center", va="center", fontsize=9, color=color,

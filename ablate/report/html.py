@@ -22,7 +22,6 @@ h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; padding
 .missing-count { color: #666; font-weight: 600; }
 figure { margin: 12px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-size: 0.85em; color: #555; }
 table { border-collapse: collapse; margin: 10px 0 18px; font-size: 0.9em; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: 4px; }
 td { white-space: nowrap; }
@@ -46,6 +45,7 @@ class Section:
     tables: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)  # every file written for this section
     note: str = ""
+    tables_first: bool = False  # Table 1: the table is the result, the chart a reading aid
 
 
 def data_uri(png: Path) -> str:
@@ -67,10 +67,10 @@ def render_page(title: str, header: str, counts: dict[str, str], sections: list[
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.note:
             parts.append(f"<p>{html.escape(section.note)}</p>")
-        for png, caption in section.figures:
-            parts.append(f'<figure><img alt="{html.escape(caption)}" src="{data_uri(png)}">'
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-        parts.extend(f'<div class="scroll">{table}</div>' for table in section.tables)
+        figures = [f'<figure><img alt="{html.escape(caption)}" title="{html.escape(caption)}" src="{data_uri(png)}"></figure>'
+                   for png, caption in section.figures]
+        tables = [f'<div class="scroll">{table}</div>' for table in section.tables]
+        parts.extend(tables + figures if section.tables_first else figures + tables)
         names = [_relative(path, folder) for path in section.files if path.suffix != ".png"]
         if names:
             links = ", ".join(f'<a href="{html.escape(name)}">{html.escape(name)}</a>' for name in names)

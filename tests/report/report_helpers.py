@@ -7,6 +7,8 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ablate import store
 
 PAPER_OPS = ["crop", "cutout", "color", "sobel", "noise", "blur", "rotate"]
@@ -47,3 +49,9 @@ def pair_value(first: str, second: str, seed: int, offset: float = 0.0) -> float
 
 def ordered_pairs(ops: list[str]) -> list[list[str]]:
     return [[a] if a == b else [a, b] for a, b in itertools.product(ops, ops)]
+
+
+def distinct_colours(pixels: np.ndarray) -> int:
+    """Number of distinct RGB colours in an (..., 3) uint8 array."""
+    flat = pixels.reshape(-1, 3).astype(np.int32)
+    return len(np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]))
