@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import Counter
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,9 +29,10 @@ Arch = Literal["small_cnn", "resnet18", "resnet34", "resnet50"]
 Method = Literal["simclr", "supervised"]
 OptimizerName = Literal["lars", "sgd", "adamw"]
 
-GRID_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+GRID_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z, not $: no trailing newline
 MAX_GRID_FILE_BYTES = 1_000_000  # a real grid file is a few hundred bytes; refuse anything absurd
-MAX_YAML_NODES = 100_000  # alias bombs expand to millions of nodes; no honest grid comes close
+MAX_YAML_NODES = 20_000  # alias bombs expand to millions of nodes; a Figure 5 grid with 10 seeds has ~60
+MAX_YAML_DEPTH = 32  # a grid file nests 4 deep; thousands of levels would exhaust the recursion of the validator
 MAX_RUNS = 100_000
 
 
@@ -152,16 +155,31 @@ class EvalSpec(StrictModel):
 
 
 class SlurmSpec(StrictModel):
+    """The grid file's `slurm:` section: how runs are submitted (not part of a run's spec or id).
+
+    Each field maps to one submitit parameter (`ablate.execute.slurm.executor_parameters`); a field
+    left unset is not requested, so the cluster's default applies.
+    """
+
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    gpus_per_node: int = Field(1, ge=0, le=64)
-    cpus_per_task: int = Field(8, ge=1, le=1024)
+    gpus_per_node: int | None = Field(
+        None, ge=0, le=64, description="GPUs per job; None: 1 where the partition has GPUs (sinfo's GRES), else none"
+    )
+    cpus_per_task: int | None = Field(None, ge=1, le=1024, description="None: the cluster's default (usually 1)")
     mem_gb: float | None = Field(None, gt=0, le=100_000)
     time_min: int = Field(120, ge=1, le=100_000, description="time limit per job, minutes")
-    array_parallelism: int = Field(64, ge=1, le=100_000, description="most array tasks running at once")
+    array_parallelism: int = Field(64, ge=1, le=100_000, description="most tasks of one array running at once")
     constraint: str | None = None
-    additional_parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    additional_parameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="extra sbatch options, e.g. {exclude: node7}; true: a bare flag"
+    )
+    max_requeues: int = Field(
+        3, ge=0, le=1000,
+        description="requeues after a time-out signal (submitit's max_num_timeout); in jobs of at most 10 minutes "
+        "submitit counts every signal, preemption included, as a time-out (submitit issue #1656)",
+    )
 
 
 class RunSpec(StrictModel):
@@ -232,58 +250,133 @@ class GridError(Exception):
 def read_grid_text(path: Path) -> str:
     """The file's text, or a GridError that says why it cannot be read."""
     source = str(path)
-    if not path.exists():
-        raise GridError([Problem(source, "", "no such file")])
-    if not path.is_file():
-        raise GridError([Problem(source, "", "not a regular file")])
-    size = path.stat().st_size
-    if size > MAX_GRID_FILE_BYTES:
-        raise GridError([Problem(source, "", f"file is {size} bytes; a grid file may have at most {MAX_GRID_FILE_BYTES}")])
-    raw = path.read_bytes()
     try:
-        return raw.decode("utf-8")
+        if not path.exists():
+            raise GridError([Problem(source, "", "no such file")])
+        if not path.is_file():
+            raise GridError([Problem(source, "", "not a regular file")])
+        size = path.stat().st_size
+        if size > MAX_GRID_FILE_BYTES:
+            raise GridError([Problem(source, "", f"file is {size} bytes; a grid file may have at most {MAX_GRID_FILE_BYTES}")])
+        with path.open("rb") as handle:  # read at most the limit: the file may grow (or be a pipe) meanwhile
+            raw = handle.read(MAX_GRID_FILE_BYTES + 1)
+    except OSError as err:
+        raise GridError([Problem(source, "", f"cannot be read ({err.strerror or err})")]) from None
+    if len(raw) > MAX_GRID_FILE_BYTES:
+        raise GridError([Problem(source, "", f"file has more than {MAX_GRID_FILE_BYTES} bytes, the most a grid file may have")])
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise GridError([Problem(source, "", f"not UTF-8 text (byte {err.start} is {raw[err.start]:#04x})")]) from None
+    return text.removeprefix("\ufeff")  # a byte-order mark some editors write
 
 
-def _count_nodes(node: yaml.Node, budget: int) -> int:
-    """Nodes the document expands to, aliases counted at every use; stops once past the budget."""
+def _walk(node: yaml.Node, budget: int) -> Iterator[tuple[yaml.Node, int]]:
+    """(node, depth) for every node of the tree, aliases followed at every use, at most `budget` + 1 of them."""
+    stack = [(node, 1)]
     seen = 0
-    stack = [node]
-    while stack:
-        current = stack.pop()
+    while stack and seen <= budget:
+        current, depth = stack.pop()
         seen += 1
-        if seen > budget:
-            return seen
+        yield current, depth
         if isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
+            stack.extend((child, depth + 1) for child in reversed(current.value))
         elif isinstance(current, yaml.MappingNode):
-            for key, value in current.value:
-                stack.extend((key, value))
-    return seen
+            for key, value in reversed(current.value):
+                stack.extend(((value, depth + 1), (key, depth + 1)))
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """safe_load the text (never constructs objects), refusing alias bombs; returns data and node tree."""
+def _too_big(node: yaml.Node, text: str, source: str) -> Problem | None:
+    """Refuse, without constructing anything, a tree that expands to too many nodes or nests too deep."""
+    count = 0
+    for current, depth in _walk(node, MAX_YAML_NODES):
+        count += 1
+        if depth > MAX_YAML_DEPTH:
+            why = " (an alias that contains itself?)" if "*" in text else ""
+            return Problem(source, "", f"nested more than {MAX_YAML_DEPTH} levels deep{why}; a grid file needs about 4",
+                           current.start_mark.line + 1)
+    if count > MAX_YAML_NODES:
+        why = "alias bomb? each alias counts at every use" if "*" in text else "far larger than any grid"
+        return Problem(source, "", f"document expands to more than {MAX_YAML_NODES} nodes ({why})")
+    return None
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same nodes, 10x faster
+
+
+def duplicate_keys(node: yaml.Node, source: str) -> list[Problem]:
+    """Keys given twice in one mapping (PyYAML would silently keep the last one)."""
+    problems = []
+    done: set[int] = set()  # a mapping reached again through an alias is checked once
+    for current, _ in _walk(node, MAX_YAML_NODES):
+        if not isinstance(current, yaml.MappingNode) or id(current) in done:
+            continue
+        done.add(id(current))
+        first_line: dict[tuple[str, str], int] = {}
+        for key, _ in current.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == MERGE_TAG:
+                continue
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in first_line:
+                problems.append(Problem(source, _shorten(key.value), f"duplicate key (first given on line {first_line[key.tag, key.value]}); "
+                                        "give each key once", line))
+            else:
+                first_line[key.tag, key.value] = line
+    return problems
+
+
+def _compose(text: str, source: str) -> yaml.Node | None:
+    """The YAML node tree (nothing constructed yet), or a GridError naming the line."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=COMPOSER)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         what = err.problem or str(err)
-        raise GridError([Problem(source, "", f"broken YAML: {what}", line)]) from None
-    except yaml.YAMLError as err:
-        raise GridError([Problem(source, "", f"broken YAML: {err}")]) from None
+        raise GridError([Problem(source, "", f"broken YAML: {_one_line(what)}", line)]) from None
+    except yaml.reader.ReaderError as err:  # a NUL byte or another control character
+        line = text.count("\n", 0, err.position) + 1
+        code = err.character if isinstance(err.character, int) else ord(err.character)
+        raise GridError([Problem(source, "", f"not a text file: control character U+{code:04X} is not allowed in YAML", line)]) from None
+    except (yaml.YAMLError, UnicodeError) as err:
+        raise GridError([Problem(source, "", f"broken YAML: {_shorten(_one_line(str(err)), 200)}")]) from None
+    except RecursionError:
+        raise GridError([Problem(source, "", "nested too deeply to be a grid file")]) from None
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """safe_load the text (never constructs objects), refusing alias bombs; returns data and node tree."""
+    node = _compose(text, source)
     if node is None:
         raise GridError([Problem(source, "", "file is empty; expected a mapping with at least 'name' and 'grid'")])
-    if _count_nodes(node, MAX_YAML_NODES) > MAX_YAML_NODES:
-        raise GridError([Problem(source, "", f"document expands to more than {MAX_YAML_NODES} nodes (alias bomb?)")])
+    too_big = _too_big(node, text, source)
+    if too_big:
+        raise GridError([too_big])
+    duplicates = duplicate_keys(node, source)
+    if duplicates:
+        raise GridError(duplicates)
     try:
-        return yaml.safe_load(text), node
+        # Build the data from the tree already checked (no second parse) with the safe constructor,
+        # which knows only plain YAML types: a tag such as !!python/object is an error, never a call.
+        return yaml.SafeLoader("").construct_document(node), node
     except yaml.YAMLError as err:  # tags such as !!python/object are refused here
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err)
-        raise GridError([Problem(source, "", f"refused YAML: {problem}", mark.line + 1 if mark else None)]) from None
+        raise GridError([Problem(source, "", f"refused YAML: {_one_line(problem)}; grid files hold plain values only",
+                                 mark.line + 1 if mark else None)]) from None
+    except RecursionError:
+        raise GridError([Problem(source, "", "nested too deeply to be a grid file")]) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    """A value as shown in a message: one line, at most `limit` characters."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates print safely
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
@@ -315,14 +408,12 @@ def describe_error(error: dict[str, Any]) -> str:
         return "unknown key"
     if kind == "missing":
         return "missing (required)"
+    shown = _shorten(repr(given))
     if kind == "literal_error":
-        return f"got {given!r}; expected one of {error['ctx']['expected']}"
+        return f"got {shown}; expected one of {error['ctx']['expected']}"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
-    shown = repr(given)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
     return f"got {shown}; {message[0].lower() + message[1:]}"
 
 
@@ -350,22 +441,36 @@ def problems_from_validation(
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             message = f"unknown key{hint}; allowed: {', '.join(allowed)}"
         full = prefix + loc
-        path = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in full).replace(".[", "[")
-        problems.append(Problem(source, path, message, line_of(node, full)))
+        problems.append(Problem(source, dotted_path(full), message, line_of(node, full)))
     return problems
 
 
+def dotted_path(parts: tuple[Any, ...]) -> str:
+    """('grid', 'pair', 1) -> 'grid.pair[1]'; long or odd keys shortened so a message stays one line."""
+    return ".".join(_shorten(str(part), 60) if not isinstance(part, int) else f"[{part}]" for part in parts).replace(".[", "[")
+
+
+SECTIONS = ("dataset", "model", "train", "augment", "eval")
+
+
 def run_spec_fields() -> list[str]:
-    """Every dotted path that a grid axis (or --set) may name."""
-    paths = ["seed", "method"]
-    for section in ("dataset", "model", "train", "augment", "eval"):
+    """Every dotted path that a grid axis (or --set) may name.
+
+    A section name (e.g. `augment`) is an axis too: each of its values is a mapping merged into the
+    section, so several fields change together (Table 1: strength 1 with and without blur).
+    """
+    paths = ["seed", "method", *SECTIONS]
+    for section in SECTIONS:
         annotation = RunSpec.model_fields[section].annotation
         paths += [f"{section}.{name}" for name in annotation.model_fields]  # type: ignore[union-attr]
     return paths
 
 
 def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set data[a][b] = value for dotted 'a.b', creating mappings on the way."""
+    """Set data[a][b] = value for dotted 'a.b', creating mappings on the way.
+
+    A mapping given for a mapping is merged into it (only the fields it names change).
+    """
     *parents, leaf = dotted.split(".")
     current = data
     for key in parents:
@@ -374,7 +479,10 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
             child = {}
             current[key] = child
         current = child
-    current[leaf] = value
+    if isinstance(value, dict) and isinstance(current.get(leaf), dict):
+        current[leaf] = {**current[leaf], **value}
+    else:
+        current[leaf] = value
 
 
 def check_axes(axes: dict[str, list[Any]], base: dict[str, Any], source: str, node: yaml.Node | None) -> list[Problem]:
@@ -396,12 +504,16 @@ def check_axes(axes: dict[str, list[Any]], base: dict[str, Any], source: str, no
         if not values:
             problems.append(Problem(source, f"grid.{axis}", "empty axis; give at least one value", line))
             continue
-        canonical = [yaml.safe_dump(v, sort_keys=True) for v in values]
-        duplicates = sorted({values[i] if not isinstance(values[i], (list, dict)) else str(values[i])
-                             for i, c in enumerate(canonical) if canonical.count(c) > 1}, key=str)
+        duplicates = _duplicate_values(values)
         if duplicates:
-            problems.append(Problem(source, f"grid.{axis}", f"duplicate values {duplicates}; each value must appear once", line))
+            shown = _shorten(", ".join(duplicates), 200)
+            problems.append(Problem(source, f"grid.{axis}", f"duplicate values [{shown}]; each value must appear once", line))
+        checked: set[str] = set()
         for index, value in enumerate(values):
+            key = _canonical(value)
+            if key in checked:
+                continue  # a repeated value is reported once, above; validating it again would repeat its problems
+            checked.add(key)
             trial = _deep_copy(base)
             if axis == "pair":
                 set_path(trial, "augment.ops", [value])
@@ -415,6 +527,22 @@ def check_axes(axes: dict[str, list[Any]], base: dict[str, Any], source: str, no
     return problems
 
 
+def _canonical(value: Any) -> str:
+    """A text equal for equal YAML values (sets and other unhashable values included)."""
+    return repr(value) if not isinstance(value, (dict, list, set, tuple)) else yaml.safe_dump(value, sort_keys=True)
+
+
+def _duplicate_values(values: list[Any]) -> list[str]:
+    """Each value given more than once, as shown to the user, in order of first appearance."""
+    counts = Counter(_canonical(v) for v in values)
+    shown: dict[str, str] = {}
+    for value in values:
+        key = _canonical(value)
+        if counts[key] > 1 and key not in shown:
+            shown[key] = _shorten(repr(value) if isinstance(value, str) else str(value), 60)
+    return list(shown.values())
+
+
 def _deep_copy(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: _deep_copy(v) for k, v in data.items()}
@@ -423,21 +551,47 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def parse_override_value(text: str) -> Any:
+    """A --set value read as YAML with the file's limits; text that is not plain YAML stays a string.
+
+    Raises GridError for what no reading makes acceptable: an alias bomb, deep nesting, a duplicate key.
+    """
+    if not text.strip():
+        return None
+    try:
+        node = _compose(text, "--set")
+    except GridError:
+        return text  # e.g. 'dataset.root=/data: 2': taken literally, validated as a string
+    if node is None:
+        return None
+    problems = [p for p in [_too_big(node, text, "--set")] if p] or duplicate_keys(node, "--set")
+    if problems:
+        raise GridError(problems)
+    try:
+        return yaml.SafeLoader("").construct_document(node)
+    except yaml.YAMLError:
+        return text  # a tag such as !x: never constructed, kept as the literal string
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> list[Problem]:
     """Apply --set PATH=VALUE (VALUE read as YAML). Setting a field that is also an axis replaces the axis."""
     problems = []
     for item in overrides:
         if "=" not in item:
-            problems.append(Problem("--set", item, "expected PATH=VALUE, e.g. train.epochs=1"))
+            problems.append(Problem("--set", _shorten(item), "expected PATH=VALUE, e.g. train.epochs=1"))
             continue
         dotted, text = item.split("=", 1)
         dotted = dotted.strip()
+        if not FIELD_PATH.fullmatch(dotted):
+            problems.append(Problem("--set", _shorten(dotted) or "''", "not a dotted field path, e.g. train.epochs=1"))
+            continue
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_.]*)*", dotted):
-            problems.append(Problem("--set", dotted, "not a dotted field path"))
+            value = parse_override_value(text)
+        except GridError as err:
+            problems += [Problem("--set", dotted, p.message) for p in err.problems]
             continue
         if dotted.startswith("grid."):
             grid = raw.setdefault("grid", {})
@@ -449,6 +603,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> l
         if isinstance(grid, dict) and dotted in grid:
             del grid[dotted]
     return problems
+
+
+def _from_override(problem: Problem, overridden: set[str]) -> bool:
+    """True when the problem is about a path given with --set (or a parent or child of one)."""
+    return any(problem.path == o or problem.path.startswith(o + ".") or problem.path.startswith(o + "[")
+               or o.startswith(problem.path + ".") for o in overridden)
 
 
 def load_grid(path: Path | str, overrides: list[str] | None = None) -> GridSpec:
@@ -465,13 +625,19 @@ def load_grid(path: Path | str, overrides: list[str] | None = None) -> GridSpec:
         grid = GridSpec.model_validate(data)
     except ValidationError as err:
         problems += problems_from_validation(err, GridSpec, source, node)
-    axes = data.get("grid")
-    if isinstance(axes, dict) and all(isinstance(v, list) for v in axes.values()):
-        base = grid.base_spec() if grid else RunSpec().model_dump(mode="json")
-        problems += check_axes({str(k): v for k, v in axes.items()}, base, source, node)
+    except RecursionError:
+        problems.append(Problem(source, "", "nested too deeply to be a grid file"))
+    if grid is not None:
+        problems += check_axes(grid.grid, grid.base_spec(), source, node)
+    else:
+        axes = data.get("grid")
+        if isinstance(axes, dict):  # check the axes even when the rest is broken: every problem in one pass
+            lists = {str(k): v for k, v in axes.items() if isinstance(v, list)}
+            problems += check_axes(lists, RunSpec().model_dump(mode="json"), source, node)
     overridden = {item.split("=", 1)[0].strip() for item in overrides or []}
     # A bad value given with --set is reported as such, not at the line of the file it replaced.
-    problems = [Problem("--set", p.path, p.message) if p.path in overridden else p for p in problems]
+    problems = [Problem("--set", p.path, p.message) if p.source != "--set" and _from_override(p, overridden) else p
+                for p in problems]
     if problems or grid is None:
-        raise GridError(problems)
+        raise GridError(problems or [Problem(source, "", "not a valid grid file")])
     return grid

@@ -10,20 +10,37 @@ reader sees the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where it is used: `ablate run` must start fast
+    import pandas as pd
 
 RESULT_FILE = "result.json"
 RunState = Literal["completed", "failed", "pending", "corrupt"]
 
 
+MIN_FREE_BYTES = 64 * 2**20  # below this a run would likely fail writing its checkpoint (ResNet-50 + LARS: ~200 MB)
+
+
 class CorruptResult(Exception):
     """A result.json that exists but cannot be read as a result (truncated, edited, foreign)."""
+
+
+class StoreWriteError(OSError):
+    """A file of the store could not be written (disk full, read-only, not a folder); nothing was replaced.
+
+    An OSError, so code that catches OSError keeps working; its message names the file and the cause.
+    """
+
+
+class ResultsUnwritable(Exception):
+    """The results folder cannot take results (checked before any training starts)."""
 
 
 def grid_dir(results_root: Path, grid: str) -> Path:
@@ -35,18 +52,71 @@ def run_dir(results_root: Path, grid: str, run_id: str) -> Path:
 
 
 def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write payload to path so that no reader ever sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write payload to path so that no reader ever sees a partial file.
+
+    On failure (disk full, read-only folder...) the temporary file is removed, a file already at
+    `path` is left exactly as it was, and StoreWriteError says which file and why.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise _write_error(path, err) from err
     try:
         with os.fdopen(handle, "wb") as temp_file:
             temp_file.write(payload)
             temp_file.flush()
             os.fsync(temp_file.fileno())  # the data is on disk before the name points at it
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as err:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, StoreWriteError):
+            raise _write_error(path, err) from err
         raise
+
+
+def _write_error(path: Path, err: OSError) -> StoreWriteError:
+    cause = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        cause += " (disk full: free some space, then rerun the same command; finished results are kept)"
+    elif isinstance(err, (PermissionError, NotADirectoryError, FileExistsError)) or err.errno == errno.EROFS:
+        cause += " (choose a writable folder with --results-dir)"
+    return StoreWriteError(err.errno, f"cannot write {path}: {cause}", str(path))
+
+
+def check_writable(results_root: Path, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+    """Raise ResultsUnwritable unless results_root is (or can become) a folder that takes files and has room.
+
+    Tried for real rather than judged from permission bits (root ignores them; read-only mounts and
+    full disks only show on write): a probe file is written atomically in the folder, or in the
+    nearest existing folder above it when it does not exist yet, read back and removed. Nothing is
+    left behind, and no folder is created.
+    """
+    root = Path(results_root)
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ResultsUnwritable(f"results folder {root} cannot be created: {existing} is a file, not a folder; "
+                                "choose another with --results-dir")
+    probe = existing / f".ablate-write-probe.{os.getpid()}"
+    try:
+        write_bytes_atomic(probe, b"ablate\n")
+        if probe.read_bytes() != b"ablate\n":
+            raise ResultsUnwritable(f"results folder {root}: a probe file did not read back as written")
+    except OSError as err:
+        raise ResultsUnwritable(f"results folder {root} is not writable: {err}") from None
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+    free = shutil.disk_usage(existing).free
+    if free < min_free_bytes:
+        raise ResultsUnwritable(f"results folder {root} has only {free / 2**20:.1f} MiB free; runs need at least "
+                                f"{min_free_bytes / 2**20:.0f} MiB for checkpoints and results. Free some space or "
+                                "choose another folder with --results-dir")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -109,6 +179,8 @@ def iter_results(results_root: Path, grid: str) -> list[dict[str, Any]]:
 
 def result_row(result: dict[str, Any]) -> dict[str, Any]:
     """One flat row: identity, status, every spec field by dotted path, every metric and timing."""
+    import pandas as pd
+
     spec = result.get("spec", {})
     ops = spec.get("augment", {}).get("ops", [])
     row: dict[str, Any] = {
@@ -133,5 +205,7 @@ def result_row(result: dict[str, Any]) -> dict[str, Any]:
 
 def load_results(results_root: Path, grid: str) -> pd.DataFrame:
     """All results of a grid as a DataFrame, one row per run (completed and failed)."""
+    import pandas as pd
+
     rows = [result_row(result) for result in iter_results(results_root, grid)]
     return pd.DataFrame(rows)

@@ -1,19 +1,28 @@
 """Claiming a run: at most one process trains a run at a time, on one machine or across a cluster.
 
-A claim is a lock file `results/<grid>/<run_id>/.lock` created with O_CREAT | O_EXCL, which is
-atomic on local filesystems and on NFSv3+ (unlike flock, and unlike SQLite on a shared folder).
+A claim is a lock file `results/<grid>/<run_id>/.lock`, made by hard-linking a file that already
+holds the claimant's record (host, pid) to that name: link fails when the name exists, atomically
+on local filesystems and on NFS (unlike flock, and unlike SQLite on a shared folder).
 The holder refreshes the file's modification time while it trains (a heartbeat). A lock is stale,
-and may be broken, when its holder is a dead process on this host, or when its heartbeat is older
-than STALE_AFTER_SECONDS (a holder on another host that died, was killed or lost its node).
+and may be broken, when its holder is a dead process on this host (same host name, same pid
+namespace, and the pid is gone or now belongs to a process started later), or when its heartbeat is
+older than STALE_AFTER_SECONDS (a holder on another host that died, was killed or lost its node).
+
+Breaking a stale lock is itself serialised by a second lock file, `.lock.break`: only its holder may
+delete `.lock`, and only after re-checking under it that the lock it judged stale is still the one
+there and still stale. Without this, two processes that both saw the same stale lock could each
+delete it, the second deleting the fresh lock the first had just made, and both would train.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +32,36 @@ from ablate.plan import PlannedRun
 from ablate.store import run_dir, run_state
 
 LOCK_FILE = ".lock"
+BREAK_FILE = ".lock.break"
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 300.0  # ten missed heartbeats: the holder is gone
+BREAK_STALE_SECONDS = 60.0  # breaking takes milliseconds; a breaker this old died while breaking
+
+
+def _pid_namespace() -> int | None:
+    """Identity of this process's pid namespace: two containers may share a host name, not this."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """Start time of a local process in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name in (...) may hold spaces
+    except (IndexError, ValueError):
+        return None
 
 
 def _holder() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "since": time.time(),
+            "pidns": _pid_namespace(), "start": _process_start(pid)}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -38,47 +71,128 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # exists, owned by someone else
+    except (OverflowError, ValueError):
+        return False  # not a pid at all
     return True
+
+
+def _holder_dead_here(holder: dict[str, Any]) -> bool:
+    """True only when the holder certainly ran on this host, in this pid namespace, and is gone."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    if holder.get("pidns") is not None and holder.get("pidns") != _pid_namespace():
+        return False  # another container with the same host name: its pids are not ours to judge
+    if not _pid_alive(pid):
+        return True
+    started = holder.get("start")
+    return started is not None and _process_start(pid) not in (None, started)  # the pid was reused
+
+
+def _read_lock(path: Path) -> tuple[os.stat_result, dict[str, Any]] | None:
+    """The lock's stat and holder record, None when there is no lock. A half-written record reads as {}."""
+    try:
+        stat = path.stat()
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None
+    try:
+        holder = json.loads(text or "{}")
+    except ValueError:
+        holder = {}
+    return stat, holder if isinstance(holder, dict) else {}
+
+
+def _stale(stat: os.stat_result, holder: dict[str, Any], now: float | None, stale_after: float) -> bool:
+    age = (now if now is not None else time.time()) - stat.st_mtime
+    return _holder_dead_here(holder) or age > stale_after
 
 
 def lock_is_stale(path: Path, now: float | None = None) -> bool:
     """True when the lock's holder is certainly gone (dead local pid) or silent for too long."""
+    seen = _read_lock(path)
+    return seen is not None and _stale(seen[0], seen[1], now, STALE_AFTER_SECONDS)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_ino, a.st_dev, a.st_mtime_ns, a.st_size) == (b.st_ino, b.st_dev, b.st_mtime_ns, b.st_size)
+
+
+def _create(path: Path) -> bool:
+    """Create path exclusively, holding this process's record from the first instant; False when it exists.
+
+    The record is written to a private file first, then hard-linked to `path` (link fails when the
+    name exists, atomically, NFS included). A lock is thus never seen empty, even when its creator is
+    killed at once: an empty lock would have no pid to prove its holder dead.
+    """
+    private = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    handle = os.open(private, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     try:
-        age = (now or time.time()) - path.stat().st_mtime
-        holder = json.loads(path.read_text() or "{}")
-    except FileNotFoundError:
-        return False  # released meanwhile: not stale, just gone
-    except (OSError, ValueError):
-        holder = {}
-        age = (now or time.time()) - path.stat().st_mtime if path.exists() else 0.0
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        if not _pid_alive(holder["pid"]):
-            return True
-    return age > STALE_AFTER_SECONDS
+        with os.fdopen(handle, "w") as record:
+            json.dump(_holder(), record)
+        try:
+            os.link(private, path)
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if private.stat().st_nlink == 2:
+                return True  # NFS may report failure for a link that was made (a lost reply)
+            if err.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                return _create_exclusive(path)  # a filesystem without hard links
+            raise
+        return True
+    finally:
+        private.unlink(missing_ok=True)
+
+
+def _create_exclusive(path: Path) -> bool:
+    """O_EXCL create, then write the record: for filesystems without hard links (briefly empty)."""
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(handle, "w") as record:
+        json.dump(_holder(), record)
+    return True
+
+
+def _break_stale(path: Path, judged: os.stat_result) -> None:
+    """Delete the stale lock at path, if it is still the very file judged stale, under the breaker lock."""
+    breaker = path.with_name(BREAK_FILE)
+    if not _create(breaker):
+        seen = _read_lock(breaker)
+        if seen is not None and _stale(seen[0], seen[1], None, BREAK_STALE_SECONDS):
+            breaker.unlink(missing_ok=True)  # a breaker that died mid-break; the next try may take over
+        return  # someone else is breaking it right now
+    try:
+        seen = _read_lock(path)
+        if seen is not None and _same_file(seen[0], judged) and _stale(seen[0], seen[1], None, STALE_AFTER_SECONDS):
+            path.unlink(missing_ok=True)
+    finally:
+        breaker.unlink(missing_ok=True)
 
 
 def try_lock(path: Path) -> bool:
     """Create the lock file exclusively; break it first if it is stale. False when someone holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
-        try:
-            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if not lock_is_stale(path):
-                return False
-            # Break a stale lock by renaming it away first: of several processes racing to break
-            # it, only one rename succeeds, so only one of them goes on to create a new lock.
-            grave = path.with_name(f"{LOCK_FILE}.stale.{os.getpid()}.{time.time_ns()}")
-            try:
-                os.rename(path, grave)
-            except FileNotFoundError:
-                return False
-            grave.unlink(missing_ok=True)
-            continue
-        with os.fdopen(handle, "w") as lock_file:
-            json.dump(_holder(), lock_file)
-        return True
-    return False
+        if _create(path):
+            return True
+        seen = _read_lock(path)
+        if seen is None:
+            continue  # released meanwhile: try to create it once more
+        if not _stale(seen[0], seen[1], None, STALE_AFTER_SECONDS):
+            return False
+        _break_stale(path, seen[0])
+    return _create(path)
+
+
+def held_by_me(path: Path) -> bool:
+    """True when the lock at path is this process's (same host and pid)."""
+    seen = _read_lock(path)
+    return seen is not None and (seen[1].get("host"), seen[1].get("pid")) == (socket.gethostname(), os.getpid())
 
 
 @contextmanager
@@ -103,6 +217,10 @@ def heartbeat(path: Path, interval: float = HEARTBEAT_SECONDS) -> Iterator[None]
 
 
 def release(path: Path) -> None:
+    """Remove our lock; a lock another process has taken over since (ours was judged stale) is left alone."""
+    seen = _read_lock(path)
+    if seen is None or seen[1] and (seen[1].get("host"), seen[1].get("pid")) != (socket.gethostname(), os.getpid()):
+        return
     path.unlink(missing_ok=True)
 
 
