@@ -44,6 +44,8 @@ def preflight(planned: list[PlannedRun]) -> None:
             load_dataset(run.spec.dataset)
         except DatasetUnavailable as err:
             raise UsageError(str(err)) from None
+        except (OSError, ValueError) as err:  # e.g. dataset.root is a file, unreadable, or holds a NUL byte
+            raise UsageError(f"dataset {run.spec.dataset.name} (root {run.spec.dataset.root!r}) cannot be read: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------- run
@@ -204,25 +206,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ablate.report.build import ReportError
+MAX_PROBLEMS_SHOWN = 50
 
+
+def main(argv: list[str] | None = None) -> int:
+    from ablate.store import ResultsUnwritable, StoreWriteError, check_writable
+
+    if hasattr(sys.stderr, "reconfigure"):
+        sys.stderr.reconfigure(errors="backslashreplace")  # odd characters in a message never crash it
     args = build_parser().parse_args(argv)
     if getattr(args, "jobs", 1) < 1:
         _say("ablate: --jobs must be at least 1")
         return 2
     try:
+        if args.command == "run" and not args.dry_run:
+            check_writable(Path(args.results_dir))  # before any training: a full or read-only disk is bad input
         return args.handler(args)
     except GridError as err:
-        for problem in err.problems:
+        for problem in err.problems[:MAX_PROBLEMS_SHOWN]:
             _say(str(problem))
+        if len(err.problems) > MAX_PROBLEMS_SHOWN:
+            _say(f"... and {len(err.problems) - MAX_PROBLEMS_SHOWN} more problems")
         return 2
-    except (UsageError, ReportError) as err:
+    except (UsageError, ResultsUnwritable) as err:
         _say(f"ablate: {err}")
         return 2
+    except StoreWriteError as err:  # mid-run: the disk filled up or the folder went away
+        _say(f"ablate: {err.strerror}. Completed results are untouched; rerun the same command to finish the rest")
+        return 1
     except KeyboardInterrupt:
         _say("ablate: interrupted; completed runs are kept, rerun the same command to finish the rest")
         return 130
+    except Exception as err:
+        # ReportError is looked up, not imported: importing the report stage (pandas, matplotlib) would
+        # slow every command down, and only the report stage, once imported, can raise it.
+        report_error = getattr(sys.modules.get("ablate.report.data"), "ReportError", None)
+        if report_error is not None and isinstance(err, report_error):
+            _say(f"ablate: {err}")
+            return 2
+        raise
 
 
 if __name__ == "__main__":
