@@ -72,7 +72,7 @@ class GridFrame:
         missing = "unknown number of" if self.missing is None else str(self.missing)
         text = f"grid {self.grid}: {self.completed} completed, {self.failed} failed, {missing} missing runs"
         if self.missing is None:
-            text += " (plan unknown: no grid file found)"
+            text += " (plan unknown: give --grid GRID_FILE to count them)"
         if self.not_in_plan:
             text += f", {self.not_in_plan} of the results are not in the current plan"
         return f"{text}; {self.hardware()}; {format_duration(self.compute_seconds())} compute"

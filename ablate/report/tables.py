@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from ablate.config import OPERATORS
 from ablate.report.data import PAIR_AXES, Cell, Facet, GridFrame, collect_cells, format_value, fraction_label, metric_label, sort_key, split_facets
 
 TABLE1_AXES = ("method", "augment.color_strength", "augment.ops", "ops", "first_op", "second_op")
@@ -111,13 +112,21 @@ def pivot(grid: GridFrame, rows: str, cols: str, metric: str) -> list[CellTable]
     tables = []
     for facet, part in split_facets(grid.frame, laid_out):
         cells = collect_cells(part, metric, lambda run: _key(run[rows]), lambda run: _key(run[cols]))
-        row_values = sorted({k[0] for k in cells}, key=sort_key)
-        col_values = sorted({k[1] for k in cells}, key=sort_key)
+        row_values = sorted({k[0] for k in cells}, key=axis_sort_key(rows))
+        col_values = sorted({k[1] for k in cells}, key=axis_sort_key(cols))
         title = f"{metric_label(metric)} by {rows} × {cols}" + (f" ({facet.label})" if facet.values else "")
         label = method_label if rows == "method" else format_value
         tables.append(CellTable(title, rows, cols, row_values, col_values, cells, metric, facet, row_label=label,
                                 col_label=method_label if cols == "method" else format_value))
     return tables
+
+
+def axis_sort_key(axis: str) -> Callable[[Any], tuple]:
+    """Operators (and pipelines of them) in the paper's order; everything else numbers first, then text."""
+    if axis not in PAIR_AXES:
+        return sort_key
+    rank = {op: index for index, op in enumerate(OPERATORS)}
+    return lambda value: (0, tuple(rank.get(op, len(rank)) for op in str(value).split("+")), str(value))
 
 
 def _key(value: Any) -> Any:

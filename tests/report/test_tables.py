@@ -160,3 +160,10 @@ def test_bad_axes_and_grids_without_table1(tmp_path):
     write_results(root, "pairs", [make_result(make_spec(o, 0), "pairs", 50.0) for o in (["crop"], ["crop", "color"])])
     with pytest.raises(ReportError, match="give --rows AXIS --cols AXIS"):
         write_report(root, "pairs", tmp_path / "reports", "table")
+
+
+def test_pipelines_sort_in_the_paper_order():
+    from ablate.report.tables import axis_sort_key
+
+    values = ["rotate", "color+crop", "crop+color", "crop", "color", "cutout+blur"]
+    assert sorted(values, key=axis_sort_key("ops")) == ["crop", "crop+color", "cutout+blur", "color", "color+crop", "rotate"]
