@@ -65,14 +65,20 @@ def command_run(args: argparse.Namespace) -> int:
         todo = runs_to_do(planned, results_root, grid.name, args.retry_failed)
         print(f"grid {grid.name}: {len(planned)} runs, {len(planned) - len(todo)} done or skipped, {len(todo)} to run")
         return 0
+    from ablate.execute.slurm import choose_executor
+
+    executor, why = choose_executor(args.executor)
     todo = runs_to_do(planned, results_root, grid.name, args.retry_failed)
     earlier_failures = [r for r in planned if run_state(run_dir(results_root, grid.name, r.run_id)) == "failed"]
     if not todo:
-        print(f"grid {grid.name}: all {len(planned)} runs are already done; nothing to train. Results in {results_root / grid.name}")
+        nothing = "nothing to train" + ("; nothing submitted to SLURM" if executor == "slurm" else "")
+        print(f"grid {grid.name}: all {len(planned)} runs are already done; {nothing}. Results in {results_root / grid.name}")
         if earlier_failures:
             print(f"{len(earlier_failures)} of them failed earlier; rerun them with --retry-failed")
             return 1
         return 0
+    if executor == "slurm":
+        return run_on_slurm(args, grid, planned, todo, results_root, why)
     preflight(todo)
     from ablate.execute.local import run_local
 
@@ -88,31 +94,89 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_on_slurm(args: argparse.Namespace, grid: GridSpec, planned: list[PlannedRun], todo: list[PlannedRun],
+                 results_root: Path, why: str) -> int:
+    """Submit the runs not yet done nor in flight as job arrays, then (unless --no-wait) follow them to the end."""
+    from ablate.execute import slurm
+
+    if args.executor == "slurm":
+        available, reason = slurm.slurm_available()
+        if not available:
+            raise UsageError(f"--executor slurm: {reason}; use --executor local, or run this on the cluster's login node")
+    fresh, flying, lost = slurm.partition_runs(todo, grid.name, results_root, args.retry_failed)
+    for view in lost:
+        print("\n".join(slurm.describe_failure(view)))
+    if fresh:
+        preflight(fresh)
+        try:
+            submitted, folder = slurm.submit_runs(fresh, grid.name, results_root, grid.slurm)
+        except slurm.SubmitError as err:
+            raise UsageError(str(err)) from None
+        arrays = slurm.describe_arrays(submitted)
+        print(f"grid {grid.name}: submitted {len(submitted)} runs to SLURM ({why}) as job array {arrays}, at most "
+              f"{grid.slurm.array_parallelism} at once; logs in {folder}")
+    else:
+        print(f"grid {grid.name}: nothing to submit" + (f"; {len(flying)} runs already queued or running on SLURM" if flying else ""))
+    follow = fresh + flying
+    if not follow:
+        print(f"grid {grid.name}: {len(lost)} runs lost their SLURM job; rerun them with --retry-failed")
+        return 1
+    if args.no_wait:
+        print(f"not waiting; follow the runs with `ablate status {args.grid}`")
+        return 0
+    try:
+        summary = slurm.follow(follow, grid.name, results_root, len(planned), say=print,
+                               live=None if args.quiet else slurm.stderr_live)
+    except KeyboardInterrupt:
+        _say(f"\nablate: stopped waiting; the jobs keep running on SLURM. Follow them with `ablate status {args.grid}`")
+        return 130
+    failed = len(summary.failed) + len(lost)
+    print(f"grid {grid.name}: {summary.total} runs: {summary.completed} completed now, "
+          f"{summary.skipped - len(lost)} already done, {failed} failed. Results in {results_root / grid.name}")
+    for run_id, message in summary.failed:
+        print(f"  failed {run_id}: {message}")
+    if failed:
+        print(f"see `ablate status {args.grid}`; rerun failed runs with --retry-failed")
+        return 1
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- status
 
 
 def command_status(args: argparse.Namespace) -> int:
-    from ablate.store import CorruptResult, read_result, run_dir
+    """Counts from the result files and, for runs submitted to SLURM, from the scheduler (jobs recorded
+    in the run folders). A job that ended without a result is recorded as failed, with its log's tail."""
+    from ablate.execute import slurm
+    from ablate.store import run_dir
 
     grid, planned = load_and_plan(args.grid, args.set)
     results_root = Path(args.results_dir)
-    counts = {"completed": 0, "failed": 0, "pending": 0, "corrupt": 0}
+    views = slurm.Follower(grid.name, results_root).look(planned)
+    counts = {"completed": 0, "failed": 0, "pending": 0, "corrupt": 0, "running": 0, "queued": 0}
     problems = []
-    for run in planned:
-        folder = run_dir(results_root, grid.name, run.run_id)
-        try:
-            result = read_result(folder)
-        except CorruptResult as err:
+    for view in views:
+        folder = run_dir(results_root, grid.name, view.run.run_id)
+        if view.state == "corrupt":
             counts["corrupt"] += 1
-            problems.append(f"  corrupt {run.run_id}: {err} (treated as not done; it will be rerun)")
-            continue
-        state = "pending" if result is None else result["status"]
-        counts[state] += 1
-        if state == "failed":
-            error = result.get("error") or {}
-            problems.append(f"  failed  {run.run_id}: {error.get('type', 'Error')}: {error.get('message', '')} ({folder})")
+            problems.append(f"  corrupt {view.run.run_id}: {view.note} (treated as not done; it will be rerun)")
+        elif view.state in ("completed", "failed"):
+            counts[view.state] += 1
+            if view.state == "failed":
+                error = (view.result or {}).get("error") or {}
+                problems.append(f"  failed  {view.run.run_id}: {error.get('type', 'Error')}: {error.get('message', '')} ({folder})")
+                if view.log is not None:
+                    problems += ["  " + line for line in slurm.describe_failure(view, tail_lines=10)[1:]]
+        else:
+            counts["pending"] += 1
+            if view.state in ("running", "queued"):
+                counts[view.state] += 1
+                job = view.job.state if view.job else "?"
+                requeued = f", requeued {view.job.requeues}x" if view.job and view.job.requeues else ""
+                problems.append(f"  {view.state:<7} {view.run.run_id}: SLURM job {view.job_id} {job}{requeued}; log: {view.log}")
+    on_slurm = f" ({counts['running']} running, {counts['queued']} queued on SLURM)" if counts["running"] or counts["queued"] else ""
     print(f"grid {grid.name}: {len(planned)} runs: {counts['completed']} completed, {counts['failed']} failed, "
-          f"{counts['pending']} pending" + (f", {counts['corrupt']} corrupt" if counts["corrupt"] else ""))
+          f"{counts['pending']} pending{on_slurm}" + (f", {counts['corrupt']} corrupt" if counts["corrupt"] else ""))
     for line in problems:
         print(line)
     return 0
@@ -182,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=1, help="runs at once in worker processes (local executor)")
     run.add_argument("--retry-failed", action="store_true", help="also rerun runs that failed before")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--executor", choices=("auto", "local", "slurm"), default="auto",
+                     help="auto (default): slurm where sbatch is on the PATH and the controller answers (outside a "
+                          "SLURM job), else local; SLURM settings from the grid's slurm: section, e.g. --set slurm.partition=gpu")
+    run.add_argument("--no-wait", action="store_true", help="slurm: return right after submission (see `ablate status`)")
     grid_options(run)
     run.set_defaults(handler=command_run)
 
