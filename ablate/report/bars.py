@@ -13,7 +13,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from ablate.report.heatmap import FAILED_COLOR, MISSING_COLOR, metric_label  # noqa: E402
