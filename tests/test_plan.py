@@ -44,3 +44,12 @@ def test_known_run_id_is_stable():
     (run,) = plan_grid(grid)
     assert run.spec.augment.ops == ["crop"]
     assert run.run_id == run_id_of(RunSpec(augment={"ops": ["crop"]}, seed=0))
+
+
+def test_section_axis_merges_several_fields_per_value():
+    grid = GridSpec(name="g", augment={"protocol": "both_branches", "ops": ["crop", "color"]},
+                    grid={"augment": [{"color_strength": 0.5}, {"ops": ["crop", "color", "blur"]}]})
+    first, second = plan_grid(grid)
+    assert first.spec.augment.color_strength == 0.5 and first.spec.augment.ops == ["crop", "color"]
+    assert second.spec.augment.ops == ["crop", "color", "blur"] and second.spec.augment.color_strength == 1.0
+    assert first.spec.augment.protocol == second.spec.augment.protocol == "both_branches"
