@@ -12,7 +12,7 @@ Times, in one process, on the same input (a batch of float32 3×32×32 images in
                  timed pass is a fresh epoch over the batch's images (8 loader batches per worker, so
                  every worker is busy), from ``iter(loader)`` to the last images received.
 
-Each is warmed up, then repeated; the median is reported (ms for both views of the batch). On CUDA
+Each is warmed up, then the three are timed round-robin; the median is reported (ms for both views of the batch). On CUDA
 the timings synchronise the device. Run:
 
     python benchmarks/bench_augment.py [--device cuda] [--batch 256] [--repeats 20] [--out FILE.md]
@@ -26,6 +26,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +38,11 @@ import torchvision
 import torchvision.transforms.v2 as T
 from torch.utils.data import DataLoader, Dataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing ablate
 from ablate.augment import ViewMaker
-from ablate.config import AugmentSpec
+from ablate.augment.blur import Blur
+from ablate.augment.color import Color
+from ablate.augment.crop import Crop
 
 SIZE = 32
 
@@ -47,9 +51,19 @@ SIZE = 32
 
 
 def ablate_views(device: torch.device) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    maker = ViewMaker(AugmentSpec(protocol="both_branches", ops=["crop", "color", "blur"], color_strength=1.0))
+    maker = ablate_maker()
     generator = torch.Generator(device=device).manual_seed(0)
     return lambda x: maker.pair(x, generator)
+
+
+def ablate_maker() -> ViewMaker:
+    """ViewMaker(both_branches, [crop, color(s=1), blur]) from the grid spec; from the same operators where
+    pydantic (needed only to validate grid files) is missing, e.g. on a bare GPU machine."""
+    try:
+        from ablate.config import AugmentSpec
+    except ImportError:
+        return ViewMaker.from_operators("both_branches", [Crop(), Color(strength=1.0), Blur()])
+    return ViewMaker(AugmentSpec(protocol="both_branches", ops=["crop", "color", "blur"], color_strength=1.0))
 
 
 def kornia_views(device: torch.device) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -111,19 +125,37 @@ def torchvision_loader(images: torch.Tensor, workers: int) -> Callable[[], int]:
 # -------------------------------------------------------------------------------------- timing
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
-    """Median wall time of fn in ms, after warm-up; synchronises CUDA around each call."""
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, repeats: dict[str, int]
+) -> dict[str, float]:
+    """Median wall time (ms) of each fn after warm-up, measured round-robin (a, b, c, a, b, c, ...).
+
+    Interleaving makes a change of machine load (other processes on a shared box) hit every
+    pipeline alike instead of whichever happened to run during it. CUDA is synchronised around each call.
+    """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(max(repeats.values())):
+        for name, fn in fns.items():
+            if round_ >= repeats[name]:
+                continue
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def load_average() -> str:
+    """1-minute load average (other processes on the machine), or n/a."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
 
 
 def machine(device: torch.device) -> dict[str, str]:
@@ -157,17 +189,89 @@ def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, rep
     results: dict = {"machine": machine(device), "batch": batch_size, "repeats": repeats, "ms": {}}
     ablate = ablate_views(device)
     korn = kornia_views(device)
-    results["ms"]["ablate"] = median_ms(lambda: ablate(on_device), device, warmup=5, repeats=repeats)
-    results["ms"]["kornia.augmentation"] = median_ms(lambda: korn(on_device), device, warmup=3, repeats=repeats)
+    fns: dict[str, Callable[[], object]] = {
+        "ablate": lambda: ablate(on_device),
+        "kornia.augmentation": lambda: korn(on_device),
+    }
+    counts = {"ablate": repeats, "kornia.augmentation": repeats}
     if device.type == "cpu":
         workers = int(results["machine"]["cores"])
-        one_pass = torchvision_loader(images, workers)
-        results["ms"]["torchvision DataLoader"] = median_ms(one_pass, device, warmup=1, repeats=max(3, repeats // 4))
+        fns["torchvision DataLoader"] = torchvision_loader(images, workers)
+        counts["torchvision DataLoader"] = max(3, repeats // 2)
         results["workers"] = workers
+    results["load before"] = load_average()
+    results["ms"] = interleaved_medians(fns, device, warmup=3, repeats=counts)
+    results["load after"] = load_average()
     if device.type == "cuda":
         big = torch.rand((512, 3, SIZE, SIZE), device=device)
-        results["ms ablate batch 512"] = median_ms(lambda: ablate(big), device, warmup=5, repeats=repeats)
+        results["ms ablate batch 512"] = interleaved_medians({"a": lambda: ablate(big)}, device, 5, {"a": repeats})["a"]
+        results["ms resnet18 step batch 512"] = resnet18_step_ms(device, 512, repeats)
+        results["cpu vs device max difference"] = check_device(device)
+        results["device syncs per pair"] = count_syncs(device)
     return results
+
+
+def resnet18_step_ms(device: torch.device, batch_size: int, repeats: int) -> float:
+    """A ResNet-18 SimCLR training step as yardstick (CUDA): CIFAR stem, 2-layer head, NT-Xent, SGD, bf16 autocast.
+
+    Built from torchvision's resnet18 here (not ablate.models) so that the script runs on a machine
+    with only torch/torchvision/kornia; it is the network and loss the paper's CIFAR runs use.
+    """
+    model = torchvision.models.resnet18(num_classes=128)
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = torch.nn.Identity()
+    model.fc = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 128))
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    views = torch.rand((2 * batch_size, 3, SIZE, SIZE), device=device).to(memory_format=torch.channels_last)
+    targets = torch.arange(2 * batch_size, device=device).roll(batch_size)  # view i's positive is i ± B
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            z = torch.nn.functional.normalize(model(views).float(), dim=1)
+        logits = z @ z.T / 0.5
+        logits.fill_diagonal_(float("-inf"))
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return interleaved_medians({"step": step}, device, warmup=5, repeats={"step": repeats})["step"]
+
+
+def count_syncs(device: torch.device) -> int:
+    """Host-device synchronisations in one ``ViewMaker.pair`` call (torch's sync debug mode, as warnings)."""
+    import warnings  # noqa: PLC0415
+
+    maker = ablate_maker()
+    images = torch.rand((512, 3, SIZE, SIZE), device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    maker.pair(images, generator)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            maker.pair(images, generator)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def check_device(device: torch.device) -> dict[str, float]:
+    """Largest difference, per operator, between applying the same (CPU-drawn) parameters on CPU and on device."""
+    from ablate.augment import OPERATOR_CLASSES  # noqa: PLC0415
+
+    cpu = torch.device("cpu")
+    images = torch.rand((64, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
+    differences = {}
+    for name, cls in OPERATOR_CLASSES.items():
+        op = cls()
+        params = op.sample(64, SIZE, SIZE, torch.Generator().manual_seed(2), cpu)
+        on_device = op.apply(images.to(device), {k: v.to(device) for k, v in params.items()})
+        differences[name] = (on_device.cpu() - op.apply(images, params)).abs().max().item()
+        op.sample(64, SIZE, SIZE, torch.Generator(device=device).manual_seed(2), device)  # draws on the device
+    return differences
 
 
 def markdown(results: dict) -> str:
@@ -184,8 +288,16 @@ def markdown(results: dict) -> str:
         lines += ["", f"torchvision: per-image v2 transforms in a DataLoader with {results['workers']} persistent "
                   "workers (start-up excluded: an untimed first epoch starts them; each timed pass is one epoch "
                   "over the batch's images in 8 loader batches per worker)."]
+    lines += ["", f"1-minute load average before/after: {results['load before']} / {results['load after']} "
+              f"(on {results['machine']['cores']} cores; other processes share the machine)."]
     if "ms ablate batch 512" in results:
-        lines += ["", f"ablate, both views of a batch of 512: {results['ms ablate batch 512']:.2f} ms"]
+        aug, step = results["ms ablate batch 512"], results["ms resnet18 step batch 512"]
+        lines += ["", f"ablate, both views of a batch of 512: {aug:.2f} ms; a ResNet-18 SimCLR training step on "
+                  f"them (CIFAR stem, bf16 autocast, SGD; fwd + bwd + update): {step:.2f} ms; augmentation = "
+                  f"{100 * aug / step:.1f} % of a step (target: at most 10 %)."]
+        diffs = ", ".join(f"{k} {v:.1e}" for k, v in results["cpu vs device max difference"].items())
+        lines += ["", f"Same parameters applied on CPU and on {results['machine']['device']}, largest difference: {diffs}. "
+                  f"Host-device synchronisations in one pair of views: {results['device syncs per pair']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -16,11 +16,15 @@ geometric ones (shear, translate, rotate) of a step are one batched ``warp_affin
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import kornia
 import torch
 
 from ablate.augment.base import Operator, Params, apply_to_subset
-from ablate.config import AugmentSpec
+
+if TYPE_CHECKING:  # pydantic is only needed to validate grid files, not to augment
+    from ablate.config import AugmentSpec
 
 BINS = 10
 # Operation index → name; magnitudes of index < len(SIGNED) take a random sign.

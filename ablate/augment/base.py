@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
-from ablate.config import AugmentSpec
+if TYPE_CHECKING:  # pydantic is only needed to validate grid files, not to augment
+    from ablate.config import AugmentSpec
+
 
 Params = dict[str, torch.Tensor]
 
@@ -30,6 +32,9 @@ class Operator(ABC):
         """The operator configured by the grid file's ``augment:`` section."""
         return cls()
 
+    # Contract of ``sample``: every tensor of the returned dict has the batch on dim 0, so the
+    # parameters of two batches concatenate into those of the joined batch (ViewMaker runs both
+    # views as one batch) and a subset of samples is selected by indexing dim 0.
     @abstractmethod
     def sample(
         self, batch_size: int, height: int, width: int, generator: torch.Generator | None, device: torch.device
@@ -80,17 +85,31 @@ def apply_to_subset(
     """``fn`` applied to the samples where mask is True; the others are returned untouched (exactly).
 
     ``fn(subset, index)`` receives the selected images and their batch indices (to pick their
-    parameters). Working on the subset, rather than computing on all and selecting with
-    ``torch.where``, does only the work needed (p = 0.5 blur halves the cost) and leaves the
-    unselected images bit-identical. ``index_select``/``index_copy_`` rather than ``x[index]``:
-    several times faster on CPU.
+    parameters). Two strategies with the same result, chosen by device:
+
+    * CPU: gather the subset, compute, scatter back (``index_select``/``index_copy_``): only the
+      work needed (p = 0.5 blur halves the cost), which matters where arithmetic is the cost.
+    * GPU: compute on the whole batch and keep the result where mask (a 0/1 ``lerp``, exact at 0
+      and 1): no ``nonzero`` (a device sync) and no gathers, since there kernel launches and syncs,
+      not arithmetic, are the cost.
     """
-    index = mask.nonzero().squeeze(1)
-    if index.numel() == 0:
-        return images
-    if index.numel() == images.shape[0]:
-        return fn(images, index)
-    return images.clone().index_copy_(0, index, fn(images.index_select(0, index), index))
+    if images.device.type == "cpu":
+        index = mask.nonzero().squeeze(1)
+        if index.numel() == 0:
+            return images
+        if index.numel() == images.shape[0]:
+            return fn(images, index)
+        return images.clone().index_copy_(0, index, fn(images.index_select(0, index), index))
+    return masked_apply(images, mask, fn)
+
+
+def masked_apply(
+    images: torch.Tensor, mask: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """The GPU strategy of apply_to_subset: fn on every sample, kept where mask (exact 0/1 lerp)."""
+    index = torch.arange(images.shape[0], device=images.device)
+    keep = mask.to(images.dtype).view(-1, *([1] * (images.ndim - 1)))
+    return torch.lerp(images, fn(images, index), keep)
 
 
 def concat_params(parts: list[Params]) -> Params:

@@ -16,11 +16,15 @@ where it clamps to the crop while we read the true neighbours from the full imag
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from ablate.augment.base import Operator, Params, bernoulli, check_probability, check_range, log_uniform, uniform
-from ablate.config import AugmentSpec
+
+if TYPE_CHECKING:  # pydantic is only needed to validate grid files, not to augment
+    from ablate.config import AugmentSpec
 
 TRIES = 10  # as torchvision: draws tried before falling back to the whole image
 

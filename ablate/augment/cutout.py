@@ -10,10 +10,14 @@ per-channel mean, which hides the rectangle's position less than a black hole do
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ablate.augment.base import Operator, Params, check_range, log_uniform, uniform
-from ablate.config import AugmentSpec
+
+if TYPE_CHECKING:  # pydantic is only needed to validate grid files, not to augment
+    from ablate.config import AugmentSpec
 
 TRIES = 10
 

@@ -11,10 +11,14 @@ The noise itself is the parameter (B×3×H×W), so a batch replays exactly.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from ablate.augment.base import Operator, Params
-from ablate.config import AugmentSpec
+
+if TYPE_CHECKING:  # pydantic is only needed to validate grid files, not to augment
+    from ablate.config import AugmentSpec
 
 
 class Noise(Operator):

@@ -13,6 +13,8 @@ views replays exactly from its parameters.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +22,9 @@ import torch
 from ablate.augment.base import Operator, Params, concat_params, to_unit_float
 from ablate.augment.crop import Crop
 from ablate.augment.registry import build_operator
-from ablate.config import AugmentSpec
+
+if TYPE_CHECKING:  # pydantic is only needed to validate grid files, not to augment
+    from ablate.config import AugmentSpec
 
 
 @dataclass
@@ -43,11 +47,23 @@ class ViewMaker:
     """Makes SimCLR views of a batch on its own device: ``pair`` (two views) and ``single`` (one view)."""
 
     def __init__(self, spec: AugmentSpec) -> None:
-        self.spec = spec
-        self.protocol = spec.protocol
-        self.ops: list[Operator] = [build_operator(name, spec) for name in spec.ops]
         uses_base = spec.protocol == "one_branch" and spec.base_crop
-        self.base: Crop | None = Crop(spec.base_crop_scale, spec.crop_ratio, spec.flip_p) if uses_base else None
+        base = Crop(spec.base_crop_scale, spec.crop_ratio, spec.flip_p) if uses_base else None
+        self._setup(spec.protocol, [build_operator(name, spec) for name in spec.ops], base)
+
+    @classmethod
+    def from_operators(cls, protocol: str, ops: list[Operator], base: Crop | None = None) -> "ViewMaker":
+        """A ViewMaker from operator objects (no grid spec, hence no pydantic: e.g. a bare benchmark machine)."""
+        maker = cls.__new__(cls)
+        maker._setup(protocol, list(ops), base if protocol == "one_branch" else None)
+        return maker
+
+    def _setup(self, protocol: str, ops: list[Operator], base: Crop | None) -> None:
+        if protocol not in ("one_branch", "both_branches"):
+            raise ValueError(f"protocol: expected 'one_branch' or 'both_branches', got {protocol!r}")
+        self.protocol = protocol
+        self.ops = ops
+        self.base = base
 
     def __repr__(self) -> str:
         return f"ViewMaker(protocol={self.protocol!r}, base={self.base!r}, ops={self.ops!r})"

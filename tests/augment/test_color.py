@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import math
 
+import kornia
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 from augment_helpers import generator, standard_error_bound, structured_images
 
-from ablate.augment.color import Color, factor_range, hue_range
+from ablate.augment.color import Color, factor_range, hue_range, shift_hue
 
 DEVICE = torch.device("cpu")
 TV_ADJUST = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
@@ -98,3 +99,17 @@ def test_shape_dtype_range_determinism_and_replay() -> None:
     assert a.min() >= 0 and a.max() <= 1 and not math.isnan(a.sum().item())
     assert torch.equal(a, b)
     assert torch.equal(op.apply(x, op.sample(32, 32, 32, generator(9), DEVICE)), a)
+
+
+def test_branch_free_hue_equals_kornia_and_torchvision_hue() -> None:
+    """shift_hue (ours, fused for speed) against kornia.enhance.adjust_hue and torchvision, incl. gray and primaries."""
+    x = torch.cat([structured_images(8, seed=6), torch.rand(8, 3, 32, 32, generator=generator(6))])
+    x[0, :, :4, :4] = 0.5  # gray pixels: hue 0, unchanged
+    x[1, :, :4, :4] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)  # a primary: ties in max/min
+    x[2, :, :4, :4] = torch.tensor([1.0, 1.0, 0.0]).view(3, 1, 1)  # two channels tie for the max
+    shift = torch.linspace(-0.5, 0.5, 16)
+    ours = shift_hue(x, shift)
+    torch.testing.assert_close(ours, kornia.enhance.adjust_hue(x, shift * 2 * math.pi), atol=1e-5, rtol=0)
+    for i in range(16):
+        torch.testing.assert_close(ours[i], TF.adjust_hue(x[i], shift[i].item()), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours[0, :, :4, :4], x[0, :, :4, :4], atol=1e-6, rtol=0)

@@ -124,3 +124,12 @@ def test_rotate_equals_rot90_per_image() -> None:
     out = op.apply(x, params)
     for i, k in enumerate(params["quarters"].tolist()):
         assert torch.equal(out[i], torch.rot90(x[i], k, dims=(-2, -1)))
+
+
+@pytest.mark.parametrize("size", [3, 7, 23])
+def test_gaussian_weights_equal_kornias(size: int) -> None:
+    from ablate.augment.blur import gaussian_weights
+
+    sigma = torch.tensor([0.1, 0.5, 1.0, 2.0, 5.0])
+    expected = kornia.filters.get_gaussian_kernel1d(size, sigma.unsqueeze(1))
+    torch.testing.assert_close(gaussian_weights(sigma, size), expected, atol=1e-7, rtol=0)

@@ -103,3 +103,17 @@ def test_both_views_in_one_batch_equal_each_view_alone() -> None:
     view1, view2 = maker.apply_pair(x, params)
     torch.testing.assert_close(view1, maker.apply_view(x.float() / 255, params.view1), atol=1e-6, rtol=0)
     torch.testing.assert_close(view2, maker.apply_view(x.float() / 255, params.view2), atol=1e-6, rtol=0)
+
+
+def test_from_operators_equals_the_spec_built_maker() -> None:
+    """The pydantic-free constructor (benchmarks on bare machines) makes the same views as the spec's defaults."""
+    from ablate.augment.blur import Blur
+    from ablate.augment.color import Color
+
+    spec_maker = ViewMaker(AugmentSpec(protocol="both_branches", ops=["crop", "color", "blur"]))
+    bare_maker = ViewMaker.from_operators("both_branches", [Crop(), Color(), Blur()])
+    x = uint8_images()
+    a, b = spec_maker.pair(x, generator(12)), bare_maker.pair(x, generator(12))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="protocol"):
+        ViewMaker.from_operators("one-branch", [Crop()])
