@@ -1,0 +1,239 @@
+"""`ablate run --executor slurm` against a real SLURM controller (CI starts one with .ci/slurm-up.sh).
+
+Every test runs the CLI as a subprocess (`python -m ablate`) in a fresh folder, so submitit's job
+folders and job ids never meet results of an earlier cluster. Each job trains a tiny shapes grid for
+a few seconds; the node has 2 CPUs, so arrays run at most 2 tasks at once. The tests print what they
+saw (submitted, requeued, failed-and-reported, resubmission skipped) past pytest's capture, for CI logs.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ablate.config import load_grid
+from ablate.plan import plan_grid
+
+
+def _why_no_slurm() -> str | None:
+    conf = os.environ.get("SLURM_CONF", "unset")
+    if shutil.which("sbatch") is None:
+        return f"no SLURM here: sbatch is not on the PATH (SLURM_CONF={conf}); start one: env_sh=$(bash .ci/slurm-up.sh) && eval \"$env_sh\""
+    try:
+        subprocess.run(["sinfo", "-h"], capture_output=True, timeout=15, check=True)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"no SLURM controller answers `sinfo` (SLURM_CONF={conf}): {err}; start one: env_sh=$(bash .ci/slurm-up.sh) && eval \"$env_sh\""
+    return None
+
+
+WHY_NO_SLURM = _why_no_slurm()
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(WHY_NO_SLURM is not None, reason=WHY_NO_SLURM or "")]
+
+PARTITION = os.environ.get("ABLATE_SLURM_PARTITION", "debug")
+GRACE_S = 5  # a job that ended without result.json is reported failed this long after its end
+
+GRID = """\
+name: {name}
+dataset: {{name: shapes, train_size: 256, test_size: 128, image_size: 16}}
+model: {{arch: small_cnn}}
+train: {{epochs: 1, batch_size: 64, lr: 0.5, warmup_epochs: 0.5, checkpoint_minutes: 0.001}}
+augment: {{protocol: one_branch}}
+eval: {{linear_epochs: 5, knn_k: 10}}
+slurm: {{partition: {partition}, gpus_per_node: 0, cpus_per_task: 1, time_min: 10, array_parallelism: 2}}
+grid:
+{axes}
+"""
+
+
+@pytest.fixture
+def say(capsys):
+    """Print a line to the real terminal, whatever pytest captures (CI logs show it)."""
+
+    def emit(message: str) -> None:
+        with capsys.disabled():
+            print(f"\nSLURM: {message}", flush=True)
+
+    return emit
+
+
+def write_grid(folder: Path, name: str, axes: str) -> tuple[Path, list]:
+    path = folder / f"{name}.yaml"
+    path.write_text(GRID.format(name=name, partition=PARTITION, axes=axes))
+    return path, plan_grid(load_grid(path))
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "ABLATE_SLURM_GRACE_S": str(GRACE_S), "PYTHONUNBUFFERED": "1"}
+
+
+def ablate(folder: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=folder, capture_output=True, text=True,
+                          timeout=timeout, env=env())
+
+
+class Background:
+    """`ablate ...` running while the test acts on its jobs; its stdout lines are kept with their times."""
+
+    def __init__(self, folder: Path, *args: str):
+        self.process = subprocess.Popen([sys.executable, "-m", "ablate", *args], cwd=folder, env=env(), text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: list[tuple[float, str]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def wait(self, timeout: float) -> tuple[int, str, str]:
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        self.reader.join(timeout=5)
+        return code, "\n".join(line for _, line in self.lines), self.process.stderr.read()
+
+    def first(self, text: str) -> float | None:
+        return next((at for at, line in self.lines if text in line), None)
+
+
+def results_of(folder: Path, grid: str) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in (folder / "results" / grid).glob("*/result.json")}
+
+
+def job_of(folder: Path, grid: str, run_id: str) -> dict:
+    return json.loads((folder / "results" / grid / run_id / "slurm_job.json").read_text())
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def sacct_records(job_id: str) -> list[tuple[str, str]]:
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-D", "-j", job_id.split("_")[0], "-o", "JobID,State"],
+                         capture_output=True, text=True, timeout=30).stdout
+    return [tuple(line.split("|")[:2]) for line in out.splitlines() if line.startswith(job_id + "|")]
+
+
+def submissions(folder: Path, grid: str) -> list[Path]:
+    root = folder / "results" / grid / ".slurm"
+    return sorted(root.iterdir()) if root.is_dir() else []
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_grid_runs_as_job_array_and_a_second_submission_submits_nothing(tmp_path, say):
+    grid, planned = write_grid(tmp_path, "e2e", "  pair: [crop, color]")
+    started = time.monotonic()
+    first = ablate(tmp_path, "run", grid.name, "--executor", "slurm")
+    assert first.returncode == 0, first.stdout + first.stderr
+    submitted = [line for line in first.stdout.splitlines() if "submitted" in line][0]
+    say(f"{submitted} -> finished in {time.monotonic() - started:.0f}s")
+    assert "submitted 4 runs to SLURM" in submitted and "job array" in submitted
+    assert "4 runs: 4 completed now, 0 already done, 0 failed" in first.stdout
+    assert "4 completed, 0 failed, 0 running, 0 pending" in first.stderr  # the live count's last line
+
+    results = results_of(tmp_path, "e2e")
+    assert sorted(results) == sorted(r.run_id for r in planned)
+    arrays = set()
+    for run_id, result in results.items():
+        assert result["status"] == "completed" and result["error"] is None
+        assert 0.0 <= result["metrics"]["linear_top1"] <= 100.0 and result["metrics"]["knn_top1"] >= 0.0
+        assert result["provenance"]["slurm_job_id"], "the job's SLURM_JOB_ID is recorded"
+        job = job_of(tmp_path, "e2e", run_id)
+        arrays.add(job["job_id"].split("_")[0])
+        log = tmp_path / "results" / "e2e" / run_id / "slurm.log"
+        assert log.resolve() == Path(job["log"]) and f"run {run_id} of grid e2e" in log.read_text()
+        assert f"run {run_id}: completed" in log.read_text()
+    assert len(arrays) == 1, "one job array for the grid"
+
+    status = ablate(tmp_path, "status", grid.name)
+    assert "grid e2e: 4 runs: 4 completed, 0 failed, 0 pending" in status.stdout
+
+    jobs_before = subprocess.run(["sacct", "-n", "-X", "-a", "-o", "JobID"], capture_output=True, text=True).stdout
+    again = ablate(tmp_path, "run", grid.name, "--executor", "slurm")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "all 4 runs are already done; nothing to train; nothing submitted to SLURM" in again.stdout
+    assert len(submissions(tmp_path, "e2e")) == 1
+    assert subprocess.run(["sacct", "-n", "-X", "-a", "-o", "JobID"], capture_output=True, text=True).stdout == jobs_before
+    say(f"resubmission skipped: {again.stdout.strip()}")
+
+
+def test_time_out_signal_requeues_the_job_and_it_resumes_from_its_checkpoint(tmp_path, say):
+    grid, planned = write_grid(tmp_path, "requeue", "  train.epochs: [120, 1]")
+    long_run = next(r for r in planned if r.spec.train.epochs == 120)
+    submit = ablate(tmp_path, "run", grid.name, "--executor", "slurm", "--no-wait")
+    assert submit.returncode == 0 and "submitted 2 runs" in submit.stdout and "not waiting" in submit.stdout, submit.stdout + submit.stderr
+
+    folder = tmp_path / "results" / "requeue" / long_run.run_id
+    job_id = job_of(tmp_path, "requeue", long_run.run_id)["job_id"]
+    wait_for(lambda: (folder / "checkpoint.pt").exists(), 120, f"job {job_id} to train and write a checkpoint")
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)  # what SLURM sends before the time limit
+    signalled = time.monotonic()
+
+    status = ablate(tmp_path, "status", grid.name)
+    assert f"SLURM job {job_id}" in status.stdout, status.stdout
+
+    follow = ablate(tmp_path, "run", grid.name, "--executor", "slurm", timeout=240)
+    assert follow.returncode == 0, follow.stdout + follow.stderr
+    assert "nothing to submit" in follow.stdout and "already queued or running" in follow.stdout
+    assert len(submissions(tmp_path, "requeue")) == 1, "runs in flight are followed, not submitted again"
+
+    result = results_of(tmp_path, "requeue")[long_run.run_id]
+    assert result["status"] == "completed" and len(result["curves"]["epoch_loss"]) == 120
+    assert result["resumed_from_epoch"] is not None and 0 < result["resumed_from_epoch"] < 120
+    records = sacct_records(job_id)
+    log = (folder / "slurm.log").read_text()
+    assert ("REQUEUED" in {state for _, state in records}) or "Requeued job" in log, (records, log[-2000:])
+    assert "requeueing, the next attempt resumes from" in log and "(restart 1)" in log
+    say(f"requeued job {job_id} (sacct: {' -> '.join(state for _, state in records)}); run {long_run.run_id} finished "
+        f"from its checkpoint at epoch {result['resumed_from_epoch']:.2f} of 120, {time.monotonic() - signalled:.0f}s after the signal")
+
+
+def test_a_killed_job_is_reported_failed_with_its_log_while_the_others_complete(tmp_path, say):
+    grid, planned = write_grid(tmp_path, "kill", "  train.epochs: [400, 1, 2]")
+    doomed = next(r for r in planned if r.spec.train.epochs == 400)
+    run = Background(tmp_path, "run", grid.name, "--executor", "slurm")
+    folder = tmp_path / "results" / "kill" / doomed.run_id
+    wait_for(lambda: (folder / "checkpoint.pt").exists(), 120, "the long run to train")
+    job_id = job_of(tmp_path, "kill", doomed.run_id)["job_id"]
+    subprocess.run(["scancel", job_id], check=True, timeout=30)
+    killed = time.monotonic()
+    code, out, err = run.wait(timeout=240)
+
+    assert code == 1, out + err
+    reported = run.first(f"failed {doomed.run_id}: SlurmJobLost")
+    assert reported is not None, out
+    delay = reported - killed
+    assert delay < GRACE_S + 30, f"reported {delay:.0f}s after the kill"
+    assert f"SLURM job {job_id} ended CANCELLED" in out and "  | " in out  # the state and the log's tail
+    assert "3 runs: 2 completed now, 0 already done, 1 failed" in out
+
+    results = results_of(tmp_path, "kill")
+    assert {r.run_id: results[r.run_id]["status"] for r in planned} == {
+        r.run_id: "failed" if r is doomed else "completed" for r in planned}
+    lost = results[doomed.run_id]
+    assert lost["error"]["type"] == "SlurmJobLost" and "epoch" in lost["log_tail"]
+    assert lost["slurm"]["job_id"] == job_id and lost["slurm"]["state"] == "CANCELLED"
+
+    status = ablate(tmp_path, "status", grid.name)
+    assert "3 runs: 2 completed, 1 failed, 0 pending" in status.stdout
+    assert f"log: {job_of(tmp_path, 'kill', doomed.run_id)['log']}" in status.stdout
+    tail = [line for line in out.splitlines() if line.startswith("  | ")]
+    say(f"failed-and-reported: job {job_id} (run {doomed.run_id}) cancelled -> reported {delay:.1f}s later as "
+        f"'{run.first and next(line for line in out.splitlines() if line.startswith('failed '))[:140]}'; "
+        f"log tail ends '{tail[-1].strip() if tail else ''}'; the 2 other runs completed")
