@@ -8,6 +8,7 @@ from its parameters, and tests can check the parameters themselves (ranges, prob
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -126,6 +127,17 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
     if not images.is_floating_point():
         raise TypeError(f"expected uint8 or floating images, got {images.dtype}")
     return images.to(torch.float32)
+
+
+def constant(values: tuple[float, ...], shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A small constant tensor on like's device and dtype, made once per device (a fresh host-to-device
+    copy on every call would synchronise a GPU each time)."""
+    return _constant(values, shape, like.device, like.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(values: tuple[float, ...], shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device).view(shape)
 
 
 def check_range(name: str, pair: tuple[float, float], lowest: float, highest: float) -> tuple[float, float]:

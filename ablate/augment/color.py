@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ablate.augment.base import Operator, Params, apply_to_subset, bernoulli, check_probability, uniform
+from ablate.augment.base import Operator, Params, apply_to_subset, bernoulli, check_probability, constant, uniform
 
 if TYPE_CHECKING:  # pydantic is only needed to validate grid files, not to augment
     from ablate.config import AugmentSpec
@@ -146,11 +146,11 @@ def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     sextant = cyclic.gather(1, first_max) + (2 * first_max).to(images.dtype) * spread
     turn = (shift.to(images.dtype) + 2.0).view(-1, 1, 1, 1)  # + 2 keeps the sum positive for frac
     hue = torch.frac(sextant / (6 * spread.clamp_min(1e-12)) + turn)  # new hue in turns, [0, 1); gray: 0
-    ramp = (torch.frac(hue + _CHANNEL_OFFSETS.to(images)) - 0.5).abs_().mul_(6.0).sub_(1.0).clamp_(0.0, 1.0)
+    ramp = (torch.frac(hue + constant(_CHANNEL_OFFSETS, (1, 3, 1, 1), images)) - 0.5).abs_().mul_(6.0).sub_(1.0).clamp_(0.0, 1.0)
     return torch.addcmul(top, spread, ramp, value=-1.0)
 
 
-_CHANNEL_OFFSETS = torch.tensor([3.0, 1.0, 5.0]).view(1, 3, 1, 1) / 6  # ((n - 2) mod 6) / 6, n = 5, 3, 1
+_CHANNEL_OFFSETS = (3 / 6, 1 / 6, 5 / 6)  # ((n - 2) mod 6) / 6 for R, G, B (n = 5, 3, 1)
 
 
 def grayscale(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -163,7 +163,7 @@ def luma(images: torch.Tensor) -> torch.Tensor:
 
     (Kornia's function spends ~11 tensor operations building its weights on every call; this is 2.)
     """
-    return (images * _LUMA.to(images)).sum(dim=1, keepdim=True)
+    return (images * constant(_LUMA, (1, 3, 1, 1), images)).sum(dim=1, keepdim=True)
 
 
-_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+_LUMA = (0.299, 0.587, 0.114)
