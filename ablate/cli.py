@@ -65,8 +65,13 @@ def command_run(args: argparse.Namespace) -> int:
         todo = runs_to_do(planned, results_root, grid.name, args.retry_failed)
         print(f"grid {grid.name}: {len(planned)} runs, {len(planned) - len(todo)} done or skipped, {len(todo)} to run")
         return 0
+    import os
+
     from ablate.execute.slurm import choose_executor
 
+    args.executor = args.executor or os.environ.get("ABLATE_EXECUTOR") or "auto"
+    if args.executor not in EXECUTORS:
+        raise UsageError(f"ABLATE_EXECUTOR is {args.executor!r}; expected one of {', '.join(EXECUTORS)}")
     executor, why = choose_executor(args.executor)
     todo = runs_to_do(planned, results_root, grid.name, args.retry_failed)
     earlier_failures = [r for r in planned if run_state(run_dir(results_root, grid.name, r.run_id)) == "failed"]
@@ -139,6 +144,9 @@ def run_on_slurm(args: argparse.Namespace, grid: GridSpec, planned: list[Planned
         print(f"see `ablate status {args.grid}`; rerun failed runs with --retry-failed")
         return 1
     return 0
+
+
+EXECUTORS = ("auto", "local", "slurm")
 
 
 # ---------------------------------------------------------------------------------------- status
@@ -246,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=1, help="runs at once in worker processes (local executor)")
     run.add_argument("--retry-failed", action="store_true", help="also rerun runs that failed before")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.add_argument("--executor", choices=("auto", "local", "slurm"), default="auto",
-                     help="auto (default): slurm where sbatch is on the PATH and the controller answers (outside a "
-                          "SLURM job), else local; SLURM settings from the grid's slurm: section, e.g. --set slurm.partition=gpu")
+    run.add_argument("--executor", choices=EXECUTORS, default=None,
+                     help="auto (default, or $ABLATE_EXECUTOR): slurm where sbatch is on the PATH and the controller "
+                          "answers (outside a SLURM job), else local; SLURM settings from the grid's slurm: section, "
+                          "e.g. --set slurm.partition=gpu")
     run.add_argument("--no-wait", action="store_true", help="slurm: return right after submission (see `ablate status`)")
     grid_options(run)
     run.set_defaults(handler=command_run)

@@ -688,6 +688,13 @@ def follow(runs: list[PlannedRun], grid: str, results_root: Path, total: int,
     """
     follower = Follower(grid, results_root)
     started = time.monotonic()
+    in_place = live is stderr_live and sys.stderr.isatty()
+    if in_place:  # a lasting line first clears the live count it would otherwise be appended to
+        print_line = say
+
+        def say(line: str) -> None:
+            sys.stderr.write("\r\033[K")
+            print_line(line)
     seen_requeues: dict[str, int] = {}
     reported: set[str] = set()
     last_line = ""
@@ -712,6 +719,8 @@ def follow(runs: list[PlannedRun], grid: str, results_root: Path, total: int,
         if counts.completed + counts.failed == len(runs):
             break
         time.sleep(poll_seconds(elapsed) if poll_seconds else min(30.0, max(2.0, elapsed / 20)))
+    if in_place:
+        sys.stderr.write("\n")
     summary = Summary(grid=grid, total=total, skipped=total - len(runs), completed=counts.completed)
     for view in views:
         if view.state in ("failed", "corrupt"):

@@ -181,7 +181,9 @@ def test_time_out_signal_requeues_the_job_and_it_resumes_from_its_checkpoint(tmp
 
     folder = tmp_path / "results" / "requeue" / long_run.run_id
     job_id = job_of(tmp_path, "requeue", long_run.run_id)["job_id"]
-    wait_for(lambda: (folder / "checkpoint.pt").exists(), 120, f"job {job_id} to train and write a checkpoint")
+    log = folder / "slurm.log"
+    wait_for(lambda: (folder / "checkpoint.pt").exists() and log.exists() and "epoch 1 done" in log.read_text(), 120,
+             f"job {job_id} to train an epoch and write a checkpoint")
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)  # what SLURM sends before the time limit
     signalled = time.monotonic()
 
@@ -197,7 +199,7 @@ def test_time_out_signal_requeues_the_job_and_it_resumes_from_its_checkpoint(tmp
     assert result["status"] == "completed" and len(result["curves"]["epoch_loss"]) == 120
     assert result["resumed_from_epoch"] is not None and 0 < result["resumed_from_epoch"] < 120
     records = sacct_records(job_id)
-    log = (folder / "slurm.log").read_text()
+    log = log.read_text()
     assert ("REQUEUED" in {state for _, state in records}) or "Requeued job" in log, (records, log[-2000:])
     assert "requeueing, the next attempt resumes from" in log and "(restart 1)" in log
     say(f"requeued job {job_id} (sacct: {' -> '.join(state for _, state in records)}); run {long_run.run_id} finished "
