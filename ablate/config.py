@@ -326,9 +326,23 @@ def duplicate_keys(node: yaml.Node, source: str) -> list[Problem]:
     return problems
 
 
+def _check_depth(text: str, source: str) -> None:
+    """Refuse deep nesting while reading the event stream (flat, lazy), stopping at the first level too deep."""
+    depth = 0
+    for event in yaml.parse(text, Loader=COMPOSER):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise GridError([Problem(source, "", f"nested more than {MAX_YAML_DEPTH} levels deep; a grid file needs about 4",
+                                         event.start_mark.line + 1)])
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
 def _compose(text: str, source: str) -> yaml.Node | None:
     """The YAML node tree (nothing constructed yet), or a GridError naming the line."""
     try:
+        _check_depth(text, source)  # before composing: libyaml's composer recurses in C and would crash
         return yaml.compose(text, Loader=COMPOSER)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -375,7 +389,8 @@ def _one_line(text: str) -> str:
 
 def _shorten(text: str, limit: int = 80) -> str:
     """A value as shown in a message: one line, at most `limit` characters."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates print safely
+    if not text.isprintable():  # control characters, newlines, lone surrogates: shown escaped
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -499,7 +514,7 @@ def check_axes(axes: dict[str, list[Any]], base: dict[str, Any], source: str, no
         if axis not in allowed:
             close = difflib.get_close_matches(axis, allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(Problem(source, f"grid.{axis}", f"unknown axis{hint}; allowed: pair or any of {', '.join(allowed[1:])}", line))
+            problems.append(Problem(source, f"grid.{_shorten(axis, 60)}", f"unknown axis{hint}; {_allowed_axes(axis, allowed)}", line))
             continue
         if not values:
             problems.append(Problem(source, f"grid.{axis}", "empty axis; give at least one value", line))
@@ -525,6 +540,16 @@ def check_axes(axes: dict[str, list[Any]], base: dict[str, Any], source: str, no
                 for problem in problems_from_validation(err, RunSpec, source, None):
                     problems.append(Problem(source, f"grid.{axis}[{index}]", problem.message, line_of(node, where + (index,))))
     return problems
+
+
+def _allowed_axes(axis: str, allowed: list[str]) -> str:
+    """The axes allowed near the one given: the fields of its section, or the sections (one short line)."""
+    section = axis.split(".", 1)[0]
+    fields = [path.split(".", 1)[1] for path in allowed if path.startswith(section + ".")]
+    if fields:
+        return f"allowed in {section}: {', '.join(fields)}"
+    sections = sorted({path.split(".", 1)[0] for path in allowed if "." in path})
+    return f"allowed: pair, seed, method, or SECTION.FIELD with SECTION one of {', '.join(sections)}"
 
 
 def _canonical(value: Any) -> str:
