@@ -236,6 +236,15 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------- bench
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    from ablate.bench import bench_command
+
+    return bench_command(args)
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -280,6 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=str(DEFAULT_REPORTS), help="output folder (default: reports)")
     grid_options(report)
     report.set_defaults(handler=command_report)
+
+    bench = commands.add_parser("bench", help="speed benchmarks: `train` (a SimCLR training step) or `augment` (the views)")
+    bench.add_argument("what", choices=("train", "augment"))
+    bench.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    bench.add_argument("--mode", choices=("auto", "device", "cpu"), default="auto",
+                       help="train: device = ResNet-18 step on data preloaded on the device (default on CUDA); "
+                            "cpu = ablate vs a torchvision DataLoader (default on a CPU)")
+    bench.add_argument("--batch", type=int, help="batch size (train device mode: 512; cpu mode: 256; augment: 256)")
+    bench.add_argument("--steps", type=int, help="train cpu mode: timed steps (default 12)")
+    bench.add_argument("--repeats", type=int, default=20, help="augment: repeats per pipeline")
+    bench.add_argument("--no-compile", action="store_true", help="train device mode: without torch.compile")
+    bench.add_argument("--out", help="Markdown file (default: benchmarks/results/<what>-<device>.md)")
+    bench.set_defaults(handler=command_bench)
     return parser
 
 

@@ -33,8 +33,8 @@ from ablate.methods.train import (
     DeviceSettings,
     InterruptedForTest,
     ModelForward,
-    StepLoss,
     TrainOutcome,
+    TrainStep,
     autocast,
     device_settings,
     train,
@@ -91,11 +91,11 @@ def provenance(device: torch.device, started: dt.datetime) -> dict[str, Any]:
     }
 
 
-def build_trainable(spec: RunSpec, num_classes: int, settings: DeviceSettings) -> tuple[torch.nn.Module, StepLoss]:
-    """The model to train (on settings.device) and its per-step loss(images_uint8, labels, generator).
+def build_trainable(spec: RunSpec, num_classes: int, settings: DeviceSettings) -> tuple[SimCLR | Supervised, TrainStep]:
+    """The model to train (on settings.device) and its training step (views, then loss).
 
-    The step makes the view(s) on the device in float32, then runs the network through
-    `ModelForward` (channels_last, bf16 autocast, torch.compile as the settings say).
+    The views are made on the device in float32; the network runs through `ModelForward`
+    (channels_last, bf16 autocast, torch.compile as the settings say).
     """
     from ablate.augment import ViewMaker
 
@@ -113,18 +113,15 @@ def build_trainable(spec: RunSpec, num_classes: int, settings: DeviceSettings) -
 
     if isinstance(model, SimCLR):
         simclr = model
-
-        def simclr_loss(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-            view1, view2 = views.pair(images, generator)
-            return simclr.loss(view1, view2, forward)
-
-        return model, simclr_loss
+        return model, TrainStep(
+            make_inputs=lambda images, labels, generator: views.pair(images, generator),
+            loss=lambda inputs, labels: simclr.loss(inputs[0], inputs[1], forward),
+        )
     supervised = model
-
-    def supervised_loss(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return supervised.loss(views.single(images, generator), labels, forward)
-
-    return model, supervised_loss
+    return model, TrainStep(
+        make_inputs=lambda images, labels, generator: (views.single(images, generator),),
+        loss=lambda inputs, labels: supervised.loss(inputs[0], labels, forward),
+    )
 
 
 def evaluate(model: torch.nn.Module, data: DatasetSplits, spec: RunSpec, settings: DeviceSettings) -> dict[str, float]:

@@ -125,15 +125,19 @@ class ModelForward:
             return out
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer, schedule, generator: torch.Generator, state: TrainState) -> None:
-    """Model, optimiser, schedule, RNG states and loop position, written atomically (temp + os.replace)."""
+def save_checkpoint(path: Path, model: nn.Module, optimizer, schedule, generator_state: torch.Tensor, state: TrainState) -> None:
+    """Model, optimiser, schedule, RNG states and loop position, written atomically (temp + os.replace).
+
+    `generator_state` is the training generator's state *at the loop position saved* (before any
+    views that were made ahead for the next step), so a resumed run draws them again identically.
+    """
     buffer = io.BytesIO()
     torch.save(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
-            "generator": generator.get_state(),
+            "generator": generator_state,
             "cpu_rng": torch.get_rng_state(),
             "state": dict(vars(state)),
         },
@@ -155,33 +159,94 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, schedule, generator
     return TrainState(**saved["state"])
 
 
-StepLoss = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+@dataclass
+class TrainStep:
+    """One training step in two parts, so the views of step t + 1 can be made while step t trains.
+
+    ``make_inputs(images_uint8, labels, generator)`` makes the network's inputs (the augmented views:
+    every random draw of the step happens here); ``loss(inputs, labels)`` runs the network. Calling
+    the object does both (the plain per-step loss).
+    """
+
+    make_inputs: Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, ...]]
+    loss: Callable[[tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.loss(self.make_inputs(images, labels, generator), labels)
 
 
-def take_step(step_loss: StepLoss, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
-              generator: torch.Generator, optimizer: torch.optim.Optimizer, schedule) -> torch.Tensor:
-    """One optimiser step on the batch images[index]; returns the loss (still on the device, no sync)."""
-    loss = step_loss(images[index], labels[index], generator)
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     schedule.step()
-    return loss.detach()
+
+
+class BatchMaker:
+    """The inputs of each step of an epoch, optionally made one step ahead on a side CUDA stream.
+
+    Ahead-of-time views overlap augmentation (whose operators sync the host to pick the images a
+    random operator applies to) with the previous step's backward pass: a sync on the side stream
+    waits for augmentation work only, not for the model. Draws happen in the same order either way,
+    so results do not depend on `ahead`; `generator_state()` is the state at the loop position,
+    before the views made ahead, which is what a checkpoint must hold.
+    """
+
+    def __init__(self, step: TrainStep, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor,
+                 batch_size: int, generator: torch.Generator, ahead: bool):
+        self.step, self.images, self.labels, self.order = step, images, labels, order
+        self.batch_size, self.generator = batch_size, generator
+        cuda = images.device.type == "cuda"
+        self.ahead = ahead
+        self.side = torch.cuda.Stream(images.device) if ahead and cuda else None
+        if self.side is not None:
+            self.side.wait_stream(torch.cuda.current_stream(images.device))  # `order` is ready (once an epoch)
+        self.pending: tuple[int, tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor] | None = None
+
+    def _make(self, step_index: int) -> tuple[int, tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+        before = self.generator.get_state()
+        index = self.order[step_index * self.batch_size : (step_index + 1) * self.batch_size]
+        with torch.cuda.stream(self.side) if self.side is not None else nullcontext():
+            labels = self.labels[index]
+            inputs = self.step.make_inputs(self.images[index], labels, self.generator)
+        return step_index, inputs, labels, before
+
+    def get(self, step_index: int) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Inputs and labels of step `step_index` (made now, or taken from the one made ahead)."""
+        made = self.pending if self.pending is not None and self.pending[0] == step_index else self._make(step_index)
+        self.pending = None
+        _, inputs, labels, _ = made
+        if self.side is not None:
+            main = torch.cuda.current_stream(labels.device)
+            main.wait_stream(self.side)
+            for tensor in (*inputs, labels):
+                tensor.record_stream(main)  # made on the side stream, used (and freed) on the main one
+        return inputs, labels
+
+    def prepare(self, step_index: int, steps_per_epoch: int) -> None:
+        """Make step `step_index`'s inputs now, if running ahead and it is in this epoch."""
+        if self.ahead and step_index < steps_per_epoch:
+            self.pending = self._make(step_index)
+
+    def generator_state(self) -> torch.Tensor:
+        return self.pending[3] if self.pending is not None else self.generator.get_state()
 
 
 def train(
     model: nn.Module,
-    step_loss: StepLoss,
+    step: TrainStep,
     data: ImageData,
     spec: RunSpec,
     settings: DeviceSettings,
     run_folder: Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     stop_after_steps: int | None = None,
+    ahead: bool | None = None,
 ) -> TrainOutcome:
-    """Train `model` in place. `step_loss(images_uint8, labels, generator)` returns the batch's loss.
+    """Train `model` in place with `step` (views, then loss) on `data`; checkpoint into `run_folder`.
 
-    `stop_after_steps` ends the loop early after saving a checkpoint (used to test resume).
+    `ahead` makes each step's views during the previous step (default: on CUDA); `stop_after_steps`
+    ends the loop early after saving a checkpoint (used to test resume).
     """
     device = settings.device
     images = data.images.to(device)  # the whole training set, uint8, on the device: no DataLoader
@@ -191,6 +256,9 @@ def train(
     if steps_per_epoch == 0:
         raise BatchTooLarge(f"train.batch_size is {batch_size} but the training set has only {len(data)} images")
     check_every = LOSS_CHECK_EVERY if device.type == "cuda" else 1  # a CPU "sync" costs nothing
+    ahead = device.type == "cuda" if ahead is None else ahead
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolutions once
 
     optimizer = build_optimizer(model, spec.train)
     schedule = build_schedule(optimizer, spec.train, steps_per_epoch)
@@ -202,23 +270,26 @@ def train(
     last_save = time.monotonic()
     model.train()
 
-    def save() -> None:
+    def save(generator_state: torch.Tensor) -> None:
         state.loss_sum = float(running)
-        save_checkpoint(checkpoint, model, optimizer, schedule, generator, state)
+        save_checkpoint(checkpoint, model, optimizer, schedule, generator_state, state)
 
     while state.epoch < spec.train.epochs:
         if state.permutation is None:
             state.permutation = torch.randperm(len(data), generator=generator, device=device).cpu()
-        order = state.permutation.to(device)
+        batches = BatchMaker(step, images, labels, state.permutation.to(device), batch_size, generator, ahead)
         running = torch.tensor(state.loss_sum, device=device, dtype=torch.float64)
         started = time.perf_counter()
         while state.step_in_epoch < steps_per_epoch:
-            index = order[state.step_in_epoch * batch_size : (state.step_in_epoch + 1) * batch_size]
-            loss = take_step(step_loss, images, labels, index, generator, optimizer, schedule)
+            inputs, batch_labels = batches.get(state.step_in_epoch)
+            loss = step.loss(inputs, batch_labels)
+            optimizer_step(loss, optimizer, schedule)
+            loss = loss.detach()
             running += loss
             state.step_in_epoch += 1
             state.global_step += 1
             state.images_seen += batch_size
+            batches.prepare(state.step_in_epoch, steps_per_epoch)  # next views, before this step's sync below
             last_of_epoch = state.step_in_epoch == steps_per_epoch
             if state.step_in_epoch % check_every == 0 or last_of_epoch:
                 value = float(loss)  # the only host sync of the step, every `check_every` steps
@@ -233,11 +304,11 @@ def train(
             state.train_seconds += time.perf_counter() - started
             started = time.perf_counter()
             if checkpoint and time.monotonic() - last_save > spec.train.checkpoint_minutes * 60:
-                save()
+                save(batches.generator_state())
                 last_save = time.monotonic()
             if stop_after_steps is not None and state.global_step >= stop_after_steps:
                 if checkpoint:
-                    save()
+                    save(batches.generator_state())
                 raise InterruptedForTest(state.global_step)
         state.epoch_losses.append(float(running) / steps_per_epoch)
         state.epoch += 1
@@ -245,7 +316,7 @@ def train(
         state.loss_sum = 0.0
         state.permutation = None
         if checkpoint:
-            save_checkpoint(checkpoint, model, optimizer, schedule, generator, state)
+            save_checkpoint(checkpoint, model, optimizer, schedule, generator.get_state(), state)
             last_save = time.monotonic()
 
     return TrainOutcome(state.epoch_losses, state.train_seconds, state.images_seen, state.global_step, state.resumed_from_epoch)

@@ -43,10 +43,10 @@ def fresh_training(spec: RunSpec):
     return model, step_loss, settings
 
 
-def train_in(folder, spec: RunSpec, stop_after_steps: int | None = None):
+def train_in(folder, spec: RunSpec, stop_after_steps: int | None = None, ahead: bool = False):
     data = load_dataset(spec.dataset).pretrain
-    model, step_loss, settings = fresh_training(spec)
-    outcome = train(model, step_loss, data, spec, settings, folder, stop_after_steps=stop_after_steps)
+    model, step, settings = fresh_training(spec)
+    outcome = train(model, step, data, spec, settings, folder, stop_after_steps=stop_after_steps, ahead=ahead)
     return model, outcome
 
 
@@ -64,18 +64,28 @@ def uninterrupted(tmp_path_factory):
     return spec, model, outcome
 
 
-@pytest.mark.parametrize("stops", [[8], [5], [3, 11]], ids=["epoch-end", "mid-epoch", "twice"])
-def test_resumed_training_is_bit_identical(tmp_path, uninterrupted, stops):
+@pytest.mark.parametrize("stops, ahead", [([8], False), ([5], False), ([3, 11], False), ([5], True), ([8], True)],
+                         ids=["epoch-end", "mid-epoch", "twice", "mid-epoch-views-ahead", "epoch-end-views-ahead"])
+def test_resumed_training_is_bit_identical(tmp_path, uninterrupted, stops, ahead):
+    """Uninterrupted vs stopped after k steps (checkpoint written) and resumed by a fresh model."""
     spec, reference_model, reference = uninterrupted
     for stop in stops:
         with pytest.raises(InterruptedForTest):
-            train_in(tmp_path, spec, stop_after_steps=stop)
+            train_in(tmp_path, spec, stop_after_steps=stop, ahead=ahead)
         assert (tmp_path / CHECKPOINT_FILE).exists()
-    model, outcome = train_in(tmp_path, spec)  # a new process would do exactly this: rebuild, then resume
+    model, outcome = train_in(tmp_path, spec, ahead=ahead)  # a new process would do exactly this: rebuild, then resume
     assert outcome.resumed_from_epoch == pytest.approx(stops[-1] / 8)
     assert outcome.steps == reference.steps == 16
     assert outcome.images_seen == reference.images_seen
     assert outcome.epoch_losses == reference.epoch_losses  # exact floats, including the resumed epoch's mean
+    assert_same_weights(model, reference_model)
+
+
+def test_views_made_ahead_change_nothing(tmp_path, uninterrupted):
+    """The CUDA path makes step t+1's views during step t; the draws and so the numbers are the same."""
+    spec, reference_model, reference = uninterrupted
+    model, outcome = train_in(tmp_path, spec, ahead=True)
+    assert outcome.epoch_losses == reference.epoch_losses
     assert_same_weights(model, reference_model)
 
 

@@ -1,0 +1,73 @@
+"""`ablate bench train` / `augment` on the CPU: the numbers hang together and the tables are written."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from ablate import bench
+from ablate.cli import main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny CPU timings: one thread avoids two OpenMP threads spin-waiting on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_device_mode_runs_the_training_loop_and_derives_its_figures(tmp_path):
+    results = bench.device_benchmark("cpu", arch="small_cnn", batch_size=8, dataset_size=40, compile_model=False,
+                                     warmup_steps=1, augment_repeats=1)
+    assert results["steps"] == 5 and results["settings"]["compile"] is False
+    assert results["ms_per_step"] == pytest.approx(1000 * results["epoch_seconds"] / 5)
+    assert results["images_per_second"] == pytest.approx(5 * 8 / results["epoch_seconds"])
+    # 3 (forward + backward) × 2 views × batch × forward FLOPs per view, per step
+    assert results["achieved_tflops"] == pytest.approx(6 * 8 * results["gflops_per_view"] * 1e9 / (results["ms_per_step"] / 1000) / 1e12)
+    assert results["augment_fraction"] == pytest.approx(results["augment_ms"] / results["ms_per_step"])
+    assert results["mfu"] is None and results["peak_tflops"] is None  # no peak for a CPU
+    assert torch.isfinite(torch.tensor(results["final_loss"]))
+    text = bench.write_markdown(results, tmp_path / "train.md").read_text()
+    assert "| one CIFAR-10 epoch (5 steps of 8) |" in text and "| MFU vs dense bf16 peak (unknown device) | n/a |" in text
+    assert "| torch |" in text and "| kornia |" in text and "| cpu |" in text
+
+
+def test_cpu_mode_compares_with_a_torchvision_dataloader():
+    results = bench.cpu_benchmark(batch_size=16, steps=2, workers=1, dataset_size=64)
+    assert results["ablate_images_per_second"] > 0 and results["torchvision_images_per_second"] > 0
+    assert results["ratio"] == pytest.approx(results["ablate_images_per_second"] / results["torchvision_images_per_second"])
+    text = bench.markdown(results)
+    assert "| torchvision DataLoader (1 workers) |" in text and "ratio ablate / torchvision" in text
+
+
+def test_torchvision_views_match_ablates_operators():
+    view = bench.torchvision_views()(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8))
+    assert view.shape == (3, 32, 32) and view.dtype == torch.float32 and 0 <= float(view.min()) <= float(view.max()) <= 1
+    names = [type(t).__name__ for t in bench.torchvision_views().transforms]
+    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "RandomApply", "RandomGrayscale", "ToDtype"]
+
+
+def test_cli_bench_train_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "train-cpu.md"
+    assert main(["bench", "train", "--device", "cpu", "--batch", "16", "--steps", "2", "--out", str(out)]) == 0
+    assert out.read_text().startswith("# Training benchmark (CPU)")
+    assert f"written to {out}" in capsys.readouterr().out
+
+
+def test_cli_bench_augment_calls_the_augment_benchmark(tmp_path, monkeypatch, capsys):
+    calls = []
+    fake = types.SimpleNamespace(run_benchmark=lambda device, batch, repeats: calls.append((str(device), batch, repeats)) or {"x": 1},
+                                 markdown=lambda results: "# Augmentation benchmark\n")
+    monkeypatch.setattr(bench, "load_augment_benchmark", lambda: fake)
+    out = tmp_path / "augment.md"
+    assert main(["bench", "augment", "--device", "cpu", "--batch", "64", "--repeats", "3", "--out", str(out)]) == 0
+    assert calls == [("cpu", 64, 3)] and out.read_text() == "# Augmentation benchmark\n"
+
+
+def test_the_augment_benchmark_script_is_found():
+    module = bench.load_augment_benchmark()
+    assert callable(module.run_benchmark) and callable(module.markdown)
