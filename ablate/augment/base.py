@@ -110,7 +110,7 @@ def masked_apply(
     """The GPU strategy of apply_to_subset: fn on every sample, kept where mask (exact 0/1 lerp)."""
     index = torch.arange(images.shape[0], device=images.device)
     keep = mask.to(images.dtype).view(-1, *([1] * (images.ndim - 1)))
-    return torch.lerp(images, fn(images, index), keep)
+    return torch.lerp(images, fn(images, index), keep)  # images first: the result keeps its layout
 
 
 def concat_params(parts: list[Params]) -> Params:

@@ -100,16 +100,18 @@ def jitter(images: torch.Tensor, active: torch.Tensor, factors: torch.Tensor, or
     what limits speed here is the number of operations (kernel launches on a GPU, thread
     synchronisations on a busy CPU), not arithmetic.
     """
+    # Per-position columns, made contiguous (4×B): a strided column as a broadcast operand sends
+    # every elementwise kernel that uses it down a slow, unvectorised path on CPU.
     at = factors.gather(1, order)  # B×4: factor of the adjustment each sample does at each position
     blends = active.unsqueeze(1) & (order < 3)
-    weight = torch.where(blends, at, torch.ones_like(at))
-    use_mean = (order == 1).to(images.dtype)  # contrast
-    use_gray = (order == 2).to(images.dtype)  # saturation (brightness: neither, reference 0)
-    hue_here = active.unsqueeze(1) & (order == 3)
+    weight = torch.where(blends, at, torch.ones_like(at)).T.contiguous()
+    use_mean = (order == 1).to(images.dtype).T.contiguous()  # contrast
+    use_gray = (order == 2).to(images.dtype).T.contiguous()  # saturation (brightness: neither, reference 0)
+    hue_here = (active.unsqueeze(1) & (order == 3)).T.contiguous()
     out = images
     for position in range(4):
-        out = blend(out, weight[:, position], use_mean[:, position], use_gray[:, position])
-        out = apply_to_subset(out, hue_here[:, position], lambda x, idx: shift_hue(x, factors[idx, 3]))
+        out = blend(out, weight[position], use_mean[position], use_gray[position])
+        out = apply_to_subset(out, hue_here[position], lambda x, idx: shift_hue(x, factors[idx, 3]))
     return out
 
 
@@ -119,13 +121,17 @@ def blend(images: torch.Tensor, weight: torch.Tensor, use_mean: torch.Tensor, us
     ref = 0: brightness (x·w); ref = mean of the gray image: contrast; ref = the gray image:
     saturation. Identical in value to kornia.enhance.adjust_brightness_accumulative /
     adjust_contrast_with_mean_subtraction / adjust_saturation_with_gray_subtraction (tested), which
-    compute one adjustment for a whole batch; here each image picks its own. ``lerp`` returns x
-    exactly for w = 1, so images that skip this step are left bit-identical.
+    compute one adjustment for a whole batch; here each image picks its own. Images that skip this
+    step (w = 1) are left bit-identical.
     """
     gray = luma(images)
     mean = gray.mean(dim=(2, 3), keepdim=True)
     reference = torch.addcmul(mean * use_mean.view(-1, 1, 1, 1), gray, use_gray.view(-1, 1, 1, 1))
-    return torch.lerp(reference.expand_as(images), images, weight.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+    weight = weight.view(-1, 1, 1, 1)
+    # x·w + ref·(1 - w), x first so the result keeps x's contiguous layout (a broadcast operand first
+    # makes PyTorch pick a channels-last-like layout that slows every later operation). Exact: w = 1
+    # gives x·1 + 0 = x.
+    return (images * weight).add_(reference * (1.0 - weight)).clamp_(0.0, 1.0)
 
 
 def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -135,27 +141,37 @@ def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     ~60, with nested ``where`` selections that are slow on CPU): a hue rotation keeps V = max and
     V·S = max - min, so only the hue changes. Hue (torchvision's sextant formula): with c the first
     largest channel (ties: R, then G, as torchvision), 6H = 2c + (next - after-next channel) / (max -
-    min), mod 6. Back to RGB (the closed form of HSV→RGB): channel n = max - (max - min)·ramp, where
+    min), mod 6 (c = 0, 1, 2 for R, G, B). Back to RGB (the closed form of HSV→RGB): channel n = max - (max - min)·ramp, where
     ramp = clamp(min(k, 4 - k), 0, 1), k = (n + 6H') mod 6, n = 5, 3, 1 for R, G, B; as a triangle
     wave without modulo: ramp = clamp(|6·frac(H' + o_n) - 3| - 1, 0, 1), o_n = ((n - 2) mod 6) / 6.
     """
     top = images.amax(dim=1, keepdim=True)
     spread = top - images.amin(dim=1, keepdim=True)
-    first_max = images.argmax(dim=1, keepdim=True)  # 0, 1, 2 = R, G, B
+    # Which channel is the first largest, as 0/1 planes from ``sign`` (argmax over the channel dim is
+    # ~100× slower than elementwise work on CPU): red if it is the max, else green if it is, else blue.
+    r, g = images[:, 0:1], images[:, 1:2]
+    not_r = torch.sign(top - r)
+    is_b = not_r * torch.sign(top - g)
+    is_g = not_r - is_b
+    first_max = torch.cat([1.0 - not_r, is_g, is_b], dim=1)
     cyclic = images.roll(-1, dims=1) - images.roll(-2, dims=1)  # G-B, B-R, R-G
-    sextant = cyclic.gather(1, first_max) + (2 * first_max).to(images.dtype) * spread
+    sextant = torch.addcmul((first_max * cyclic).sum(dim=1, keepdim=True), torch.add(is_g, is_b, alpha=2), spread, value=2)
     turn = (shift.to(images.dtype) + 2.0).view(-1, 1, 1, 1)  # + 2 keeps the sum positive for frac
     hue = torch.frac(sextant / (6 * spread.clamp_min(1e-12)) + turn)  # new hue in turns, [0, 1); gray: 0
-    ramp = (torch.frac(hue + constant(_CHANNEL_OFFSETS, (1, 3, 1, 1), images)) - 0.5).abs_().mul_(6.0).sub_(1.0).clamp_(0.0, 1.0)
-    return torch.addcmul(top, spread, ramp, value=-1.0)
+    # Written into a fresh N×3×H×W buffer: left to itself, PyTorch lays the sum of an N×1×H×W and a
+    # 1×3×1×1 tensor out channels-last, which slows everything downstream.
+    ramp = torch.add(hue, constant(_CHANNEL_OFFSETS, (1, 3, 1, 1), images), out=torch.empty_like(images))
+    ramp = ramp.frac_().sub_(0.5).abs_().mul_(6.0).sub_(1.0).clamp_(0.0, 1.0)
+    return ramp.mul_(-spread).add_(top)  # max - (max - min)·ramp
 
 
 _CHANNEL_OFFSETS = (3 / 6, 1 / 6, 5 / 6)  # ((n - 2) mod 6) / 6 for R, G, B (n = 5, 3, 1)
 
 
 def grayscale(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Luma repeated to three channels where mask (a 0/1 lerp: the other images stay bit-identical)."""
-    return torch.lerp(images, luma(images).expand_as(images), mask.to(images.dtype).view(-1, 1, 1, 1))
+    """Luma repeated to three channels where mask (0/1 weights: the other images stay bit-identical)."""
+    keep = mask.to(images.dtype).view(-1, 1, 1, 1)
+    return (images * (1.0 - keep)).add_(luma(images) * keep)
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
