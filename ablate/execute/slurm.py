@@ -465,23 +465,38 @@ def parse_squeue(text: str) -> dict[str, JobState]:
 def scheduler_states(job_ids: Iterable[str]) -> dict[str, JobState] | None:
     """The state of each job; jobs the scheduler does not know are left out. None if it cannot be asked.
 
-    sacct (accounting) first: it also knows finished jobs and their exit. Without it, squeue: a job
-    it no longer lists is reported GONE.
+    sacct (accounting) first: it also knows finished jobs and their exit; where it says a job
+    ended, squeue (the controller) may know better. Without sacct, squeue alone: a job it no longer
+    lists is reported GONE.
     """
-    ids = sorted({job_id.split("_")[0] for job_id in job_ids if job_id})
+    job_ids = [job_id for job_id in job_ids if job_id]
+    ids = sorted({job_id.split("_")[0] for job_id in job_ids})
     if not ids:
         return {}
     done = _answers(["sacct", "-n", "-P", "-X", "-D", "-j", ",".join(ids), "-o", "JobID,State,ExitCode,End"], timeout=30)
     if done is not None:
-        return parse_sacct(done.stdout)
+        states = parse_sacct(done.stdout)
+        if any(state.final for job_id, state in states.items() if job_id in job_ids):
+            # Accounting lags the controller: a preempted job shows PREEMPTED in sacct for a while
+            # before its requeued record appears, while squeue already lists it PENDING again.
+            live = _squeue()
+            for job_id, state in (live or {}).items():
+                if job_id in states and states[job_id].final and not state.final:
+                    states[job_id] = JobState(state.state, requeues=states[job_id].requeues + 1)
+        return states
+    live = _squeue()
+    if live is None:
+        return None
+    now = time.time()
+    return {job_id: live.get(job_id, JobState("GONE", end=now)) for job_id in job_ids}
+
+
+def _squeue() -> dict[str, JobState] | None:
+    """The controller's view of this user's jobs (finished ones drop out after MinJobAge)."""
     import getpass
 
     done = _answers(["squeue", "-h", "-r", "-o", "%i|%T", "-u", getpass.getuser()], timeout=30)
-    if done is None:
-        return None
-    states = parse_squeue(done.stdout)
-    now = time.time()
-    return {job_id: states.get(job_id, JobState("GONE", end=now)) for job_id in job_ids}
+    return None if done is None else parse_squeue(done.stdout)
 
 
 # ---------------------------------------------------------------------------------- observation

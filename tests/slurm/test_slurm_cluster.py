@@ -174,8 +174,8 @@ def test_grid_runs_as_job_array_and_a_second_submission_submits_nothing(tmp_path
 
 
 def test_time_out_signal_requeues_the_job_and_it_resumes_from_its_checkpoint(tmp_path, say):
-    grid, planned = write_grid(tmp_path, "requeue", "  train.epochs: [120, 1]")
-    long_run = next(r for r in planned if r.spec.train.epochs == 120)
+    grid, planned = write_grid(tmp_path, "requeue", "  train.epochs: [60, 1]")
+    long_run = next(r for r in planned if r.spec.train.epochs == 60)
     submit = ablate(tmp_path, "run", grid.name, "--executor", "slurm", "--no-wait")
     assert submit.returncode == 0 and "submitted 2 runs" in submit.stdout and "not waiting" in submit.stdout, submit.stdout + submit.stderr
 
@@ -196,14 +196,14 @@ def test_time_out_signal_requeues_the_job_and_it_resumes_from_its_checkpoint(tmp
     assert len(submissions(tmp_path, "requeue")) == 1, "runs in flight are followed, not submitted again"
 
     result = results_of(tmp_path, "requeue")[long_run.run_id]
-    assert result["status"] == "completed" and len(result["curves"]["epoch_loss"]) == 120
-    assert result["resumed_from_epoch"] is not None and 0 < result["resumed_from_epoch"] < 120
+    assert result["status"] == "completed" and len(result["curves"]["epoch_loss"]) == 60
+    assert result["resumed_from_epoch"] is not None and 0 < result["resumed_from_epoch"] < 60
     records = sacct_records(job_id)
     log = log.read_text()
     assert ("REQUEUED" in {state for _, state in records}) or "Requeued job" in log, (records, log[-2000:])
     assert "requeueing, the next attempt resumes from" in log and "(restart 1)" in log
     say(f"requeued job {job_id} (sacct: {' -> '.join(state for _, state in records)}); run {long_run.run_id} finished "
-        f"from its checkpoint at epoch {result['resumed_from_epoch']:.2f} of 120, {time.monotonic() - signalled:.0f}s after the signal")
+        f"from its checkpoint at epoch {result['resumed_from_epoch']:.2f} of 60, {time.monotonic() - signalled:.0f}s after the signal")
 
 
 def test_a_killed_job_is_reported_failed_with_its_log_while_the_others_complete(tmp_path, say):
@@ -239,3 +239,32 @@ def test_a_killed_job_is_reported_failed_with_its_log_while_the_others_complete(
     say(f"failed-and-reported: job {job_id} (run {doomed.run_id}) cancelled -> reported {delay:.1f}s later as "
         f"'{run.first and next(line for line in out.splitlines() if line.startswith('failed '))[:140]}'; "
         f"log tail ends '{tail[-1].strip() if tail else ''}'; the 2 other runs completed")
+
+
+def test_a_preempted_job_is_requeued_by_slurm_and_resumes_from_its_checkpoint(tmp_path, say):
+    """Preemption (a `high` partition job takes the node): SIGTERM, which submitit ignores, SIGKILL after
+    KillWait, SLURM requeues the job; the new attempt finds the dead attempt's lock and the run's checkpoint."""
+    high = os.environ.get("ABLATE_SLURM_HIGH_PARTITION")
+    if not high:
+        pytest.skip("no preempting partition (ABLATE_SLURM_HIGH_PARTITION unset; .ci/slurm-up.sh sets it)")
+    grid, planned = write_grid(tmp_path, "preempt", "  train.epochs: [150]")
+    (run,) = planned
+    follow = Background(tmp_path, "run", grid.name, "--executor", "slurm")
+    folder = tmp_path / "results" / "preempt" / run.run_id
+    log = folder / "slurm.log"
+    wait_for(lambda: log.exists() and "epoch 1 done" in log.read_text(), 120, "the run to train an epoch")
+    job_id = job_of(tmp_path, "preempt", run.run_id)["job_id"]
+    preemptor = subprocess.run(["sbatch", "--parsable", "-p", high, "--exclusive", "-o", str(tmp_path / "high.out"),
+                                "--wrap", "sleep 1"], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    preempted = time.monotonic()
+    code, out, err = follow.wait(timeout=240)
+    assert code == 0, out + err
+
+    result = results_of(tmp_path, "preempt")[run.run_id]
+    assert result["status"] == "completed" and len(result["curves"]["epoch_loss"]) == 150
+    assert result["resumed_from_epoch"] is not None and result["resumed_from_epoch"] >= 1
+    states = [state for _, state in sacct_records(job_id)]
+    assert "PREEMPTED" in states or "REQUEUED" in states, states
+    assert f"requeued {run.run_id}" in out and "SlurmJobLost" not in out
+    say(f"preempted job {job_id} by job {preemptor} in partition {high} (sacct: {' -> '.join(states)}); run {run.run_id} "
+        f"finished from its checkpoint at epoch {result['resumed_from_epoch']:.2f} of 150, {time.monotonic() - preempted:.0f}s later")

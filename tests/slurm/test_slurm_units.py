@@ -299,3 +299,20 @@ def test_auto_picks_slurm_only_where_it_answers(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "5")
     assert slurm.choose_executor("auto")[0] == "local"  # inside an allocation: use it
     assert slurm.choose_executor("slurm")[0] == "slurm"
+
+
+def test_a_preempted_job_that_squeue_lists_pending_is_not_finished(monkeypatch):
+    """sacct shows PREEMPTED for seconds before the requeued record appears; squeue already says PENDING."""
+    class Done:
+        def __init__(self, stdout):
+            self.stdout = stdout
+
+    answers = {"sacct": Done("47|PREEMPTED|0:0|2026-11-28T21:28:03\n48_0|CANCELLED|0:0|2026-11-28T21:28:03\n"),
+               "squeue": Done("47|PENDING\n49|RUNNING\n")}
+    monkeypatch.setattr(slurm, "_answers", lambda command, timeout=10.0: answers[command[0]])
+    states = slurm.scheduler_states(job for job in ["47", "48_0"])
+    assert states["47"].state == "PENDING" and not states["47"].final and states["47"].requeues == 1
+    assert states["48_0"].state == "CANCELLED" and states["48_0"].final
+    answers["sacct"] = None  # no accounting: squeue alone, and a job it does not list is gone
+    states = slurm.scheduler_states(["47", "48_0"])
+    assert states["47"].state == "PENDING" and states["48_0"].state == "GONE" and states["48_0"].final
