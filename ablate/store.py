@@ -119,6 +119,19 @@ def check_writable(results_root: Path, min_free_bytes: int = MIN_FREE_BYTES) -> 
                                 "choose another folder with --results-dir")
 
 
+def remove_orphan_temps(directory: Path, names: tuple[str, ...]) -> int:
+    """Delete temporary files that a killed writer of these files left behind; returns how many.
+
+    Only for the holder of the run's lock: nobody else writes these files, so none is in use.
+    """
+    removed = 0
+    for name in names:
+        for orphan in Path(directory).glob(f".{name}.*.tmp"):
+            orphan.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.plan import PlannedRun
-from ablate.store import run_dir, run_state
+from ablate.store import RESULT_FILE, remove_orphan_temps, run_dir, run_state
 
 LOCK_FILE = ".lock"
 BREAK_FILE = ".lock.break"
@@ -231,6 +231,7 @@ def run_claimed(run: PlannedRun, grid: str, results_root: Path, retry_failed: bo
     The completion check is repeated after taking the lock: another process may have finished the
     run between our planning and our claim, and a completed run must never be trained again.
     """
+    from ablate.methods.train import CHECKPOINT_FILE
     from ablate.run import run_and_store  # the run stage sits below execute
 
     folder = run_dir(results_root, grid, run.run_id)
@@ -241,6 +242,7 @@ def run_claimed(run: PlannedRun, grid: str, results_root: Path, retry_failed: bo
         state = run_state(folder)
         if state == "completed" or (state == "failed" and not retry_failed):
             return None
+        remove_orphan_temps(folder, (RESULT_FILE, CHECKPOINT_FILE))  # left by a holder killed mid-write
         with heartbeat(lock):
             return run_and_store(run.spec, grid, run.run_id, folder, run.axes, progress)
     finally:

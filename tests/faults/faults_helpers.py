@@ -75,9 +75,9 @@ class ResultWatcher(threading.Thread):
     (a completed run written again, i.e. trained twice).
     """
 
-    def __init__(self, root: Path, interval: float = 0.003):
+    def __init__(self, root: Path, pattern: str = "*/*/result.json", interval: float = 0.003):
         super().__init__(daemon=True)
-        self.root, self.interval = root, interval
+        self.root, self.pattern, self.interval = root, pattern, interval
         self.stop = threading.Event()
         self.completed: dict[Path, str] = {}
         self.problems: list[str] = []
@@ -85,7 +85,7 @@ class ResultWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for path in self.root.glob("*/*/result.json"):
+            for path in self.root.glob(self.pattern):
                 self.check(path)
             time.sleep(self.interval)
 
@@ -109,7 +109,7 @@ class ResultWatcher(threading.Thread):
     def finish(self) -> None:
         self.stop.set()
         self.join(timeout=5)
-        for path in self.root.glob("*/*/result.json"):  # one last look, after the final writes
+        for path in self.root.glob(self.pattern):  # one last look, after the final writes
             self.check(path)
 
 
@@ -128,6 +128,8 @@ def apply_injection(name: str | None) -> None:
         _fail_seed()
     elif name == "disk_fills":
         _disk_fills_after_first_result()
+    elif name == "nonatomic_writes":
+        _write_in_place_slowly()
     else:
         raise ValueError(f"unknown injection {name!r}")
 
@@ -168,6 +170,21 @@ def _fail_seed() -> None:
         return real(spec, *args, **kwargs)
 
     ablate.run.execute_run = execute_run
+
+
+def _write_in_place_slowly() -> None:
+    """The bug the store guards against: results written in place, in pieces (the watcher must see it)."""
+    import ablate.store
+
+    def write_in_place(path: Path, payload: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            for start in range(0, len(payload), 256):
+                handle.write(payload[start:start + 256])
+                handle.flush()
+                time.sleep(0.002)
+
+    ablate.store.write_bytes_atomic = write_in_place
 
 
 def _disk_fills_after_first_result() -> None:
