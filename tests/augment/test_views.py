@@ -117,3 +117,18 @@ def test_from_operators_equals_the_spec_built_maker() -> None:
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     with pytest.raises(ValueError, match="protocol"):
         ViewMaker.from_operators("one-branch", [Crop()])
+
+
+def test_cpu_chunks_give_the_same_views_as_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ablate.augment.views as views
+
+    maker = ViewMaker(AugmentSpec(protocol="both_branches", ops=["crop", "color", "blur", "autoaugment"]))
+    x = uint8_images(24, seed=13)
+    params = maker.sample_pair(24, 32, 32, generator(13), DEVICE)
+    whole = maker.apply_pair(x, params)
+    monkeypatch.setattr(views, "CPU_CHUNK_BYTES", 1)
+    monkeypatch.setattr(views, "MIN_CHUNK", 5)  # chunks of 5 images: 48 = 9 × 5 + 3
+    assert views.chunk_size(torch.zeros(48, 3, 32, 32)) == 5
+    chunked = maker.apply_pair(x, params)
+    torch.testing.assert_close(chunked[0], whole[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(chunked[1], whole[1], atol=1e-6, rtol=0)
