@@ -113,3 +113,19 @@ def test_branch_free_hue_equals_kornia_and_torchvision_hue() -> None:
     for i in range(16):
         torch.testing.assert_close(ours[i], TF.adjust_hue(x[i], shift[i].item()), atol=1e-5, rtol=0)
     torch.testing.assert_close(ours[0, :, :4, :4], x[0, :, :4, :4], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["brightness", "contrast", "saturation"])
+def test_per_image_blend_equals_kornias_adjustments(kind: str) -> None:
+    from ablate.augment.color import blend
+
+    x = structured_images(8, seed=8)
+    factor = torch.linspace(0.0, 1.8, 8)
+    use_mean = torch.full((8,), 1.0 if kind == "contrast" else 0.0)
+    use_gray = torch.full((8,), 1.0 if kind == "saturation" else 0.0)
+    reference = {
+        "brightness": kornia.enhance.adjust_brightness_accumulative,
+        "contrast": kornia.enhance.adjust_contrast_with_mean_subtraction,
+        "saturation": kornia.enhance.adjust_saturation_with_gray_subtraction,
+    }[kind](x, factor)
+    torch.testing.assert_close(blend(x, factor, use_mean, use_gray), reference, atol=1e-6, rtol=0)
