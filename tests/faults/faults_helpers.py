@@ -124,6 +124,16 @@ def apply_injection(name: str | None) -> None:
         import ablate.run
 
         ablate.run.run_and_store = fake_run_and_store
+    elif name == "log_train":
+        import ablate.run
+
+        real = ablate.run.run_and_store
+
+        def logged(spec, grid, run_id, *args, **kwargs):
+            log_training_start(run_id)
+            return real(spec, grid, run_id, *args, **kwargs)
+
+        ablate.run.run_and_store = logged
     elif name == "fail_seed":
         _fail_seed()
     elif name == "disk_fills":
@@ -134,16 +144,26 @@ def apply_injection(name: str | None) -> None:
         raise ValueError(f"unknown injection {name!r}")
 
 
-def fake_run_and_store(spec, grid, run_id, run_folder, axes=None, progress=None, **_):
-    """Stands in for training: logs that training started (O_APPEND, one line), waits, writes a result."""
-    from ablate.store import write_result
-
-    line = f"{run_id} {os.getpid()}\n".encode()
+def log_training_start(run_id: str) -> None:
+    """One line 'run_id pid' appended to $FAULTS_TRAIN_LOG (O_APPEND: lines of racing processes never mix)."""
     handle = os.open(os.environ["FAULTS_TRAIN_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(handle, line)
+        os.write(handle, f"{run_id} {os.getpid()}\n".encode())
     finally:
         os.close(handle)
+
+
+def training_starts(log: Path) -> list[tuple[str, int]]:
+    if not log.exists():
+        return []
+    return [(line.split()[0], int(line.split()[1])) for line in log.read_text().splitlines()]
+
+
+def fake_run_and_store(spec, grid, run_id, run_folder, axes=None, progress=None, **_):
+    """Stands in for training: logs that training started, waits, writes a result."""
+    from ablate.store import write_result
+
+    log_training_start(run_id)
     time.sleep(float(os.environ.get("FAULTS_TRAIN_SECONDS", "0.05")))
     result = {"run_id": run_id, "grid": grid, "status": "completed", "spec": spec.model_dump(mode="json"),
               "axes": axes or {}, "metrics": {"linear_top1": 50.0}, "timings": {}, "error": None,
@@ -354,20 +374,28 @@ def _child(request: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------- lock races (multiprocessing)
 
 
-def race_for_locks(paths: list[str], start_at: list[float], queue) -> None:
-    """Worker: for each round, busy-wait until its start time, then try_lock; report (round, won)."""
+ROUND_SECONDS = 0.04
+
+
+def race_for_locks(paths: list[str], queue, go, start) -> None:
+    """Worker: once told to go, call try_lock on path i at start + i x ROUND_SECONDS; report (i, pid, won)."""
     from ablate.execute.claim import try_lock
 
-    for index, (path, moment) in enumerate(zip(paths, start_at)):
-        while time.time() < moment:
+    queue.put("ready")
+    go.wait()
+    for index, path in enumerate(paths):
+        moment = start.value + index * ROUND_SECONDS
+        time.sleep(max(0.0, moment - time.time() - 0.003))
+        while time.time() < moment:  # the last few ms spinning, so that the processes start together
             pass
         queue.put((index, os.getpid(), try_lock(Path(path))))
 
 
-def write_same_result(folder: str, writer: int, rounds: int) -> None:
+def write_same_result(folder: str, writer: int, rounds: int, go) -> None:
     """Worker: write a (large-ish) result for one run again and again, as racing finishers would."""
     from ablate.store import write_result
 
+    go.wait()
     for round_ in range(rounds):
         write_result(Path(folder), {"run_id": Path(folder).name, "status": "completed", "writer": writer,
                                     "round": round_, "padding": "x" * 200_000})
