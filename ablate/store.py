@@ -106,7 +106,7 @@ def check_writable(results_root: Path, min_free_bytes: int = MIN_FREE_BYTES) -> 
         if probe.read_bytes() != b"ablate\n":
             raise ResultsUnwritable(f"results folder {root}: a probe file did not read back as written")
     except OSError as err:
-        raise ResultsUnwritable(f"results folder {root} is not writable: {err}") from None
+        raise ResultsUnwritable(f"results folder {root} is not writable: {err.strerror or err}") from None
     finally:
         try:
             probe.unlink(missing_ok=True)
