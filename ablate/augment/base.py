@@ -81,7 +81,10 @@ def bernoulli(p: float, batch_size: int, generator: torch.Generator | None, devi
 
 
 def apply_to_subset(
-    images: torch.Tensor, mask: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    images: torch.Tensor,
+    mask: torch.Tensor,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inplace: bool = False,
 ) -> torch.Tensor:
     """``fn`` applied to the samples where mask is True; the others are returned untouched (exactly).
 
@@ -93,24 +96,31 @@ def apply_to_subset(
     * GPU: compute on the whole batch and keep the result where mask (a 0/1 ``lerp``, exact at 0
       and 1): no ``nonzero`` (a device sync) and no gathers, since there kernel launches and syncs,
       not arithmetic, are the cost.
+
+    ``inplace=True`` writes into ``images`` (for a caller that owns it): no new batch-sized tensor,
+    which on CPU saves the page faults of a fresh allocation (about as costly as the arithmetic here).
     """
-    if images.device.type == "cpu":
-        index = mask.nonzero().squeeze(1)
-        if index.numel() == 0:
-            return images
-        if index.numel() == images.shape[0]:
-            return fn(images, index)
-        return images.clone().index_copy_(0, index, fn(images.index_select(0, index), index))
-    return masked_apply(images, mask, fn)
+    if images.device.type != "cpu":
+        return dense_apply(images, mask, fn, inplace)
+    index = mask.nonzero().squeeze(1)
+    if index.numel() == 0:
+        return images
+    if index.numel() == images.shape[0] and not inplace:
+        return fn(images, index)
+    target = images if inplace else images.clone()
+    return target.index_copy_(0, index, fn(images.index_select(0, index), index))
 
 
-def masked_apply(
-    images: torch.Tensor, mask: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+def dense_apply(
+    images: torch.Tensor,
+    mask: torch.Tensor,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """The GPU strategy of apply_to_subset: fn on every sample, kept where mask (exact 0/1 lerp)."""
-    index = torch.arange(images.shape[0], device=images.device)
+    """apply_to_subset's GPU strategy: fn on every sample, its result kept where mask (exact 0/1 lerp)."""
     keep = mask.to(images.dtype).view(-1, *([1] * (images.ndim - 1)))
-    return torch.lerp(images, fn(images, index), keep)  # images first: the result keeps its layout
+    result = fn(images, torch.arange(images.shape[0], device=images.device))
+    return images.lerp_(result, keep) if inplace else torch.lerp(images, result, keep)
 
 
 def concat_params(parts: list[Params]) -> Params:

@@ -109,30 +109,32 @@ def jitter(images: torch.Tensor, active: torch.Tensor, factors: torch.Tensor, or
     use_mean = (order == 1).to(images.dtype).T.contiguous()  # contrast
     use_gray = (order == 2).to(images.dtype).T.contiguous()  # saturation (brightness: neither, reference 0)
     hue_here = (active.unsqueeze(1) & (order == 3)).T.contiguous()
-    out = images
+    out = images.clone()  # the one new batch-sized tensor: every step below writes into it
     for position in range(4):
-        out = blend(out, weight[position], use_mean[position], use_gray[position])
-        out = apply_to_subset(out, hue_here[position], lambda x, idx: shift_hue(x, factors[idx, 3]))
+        blend_(out, weight[position], use_mean[position], use_gray[position])
+        apply_to_subset(out, hue_here[position], lambda x, idx: shift_hue(x, factors[idx, 3]), inplace=True)
     return out
 
 
-def blend(images: torch.Tensor, weight: torch.Tensor, use_mean: torch.Tensor, use_gray: torch.Tensor) -> torch.Tensor:
-    """clamp(w·x + (1 - w)·ref, 0, 1) per image: torchvision's ``_blend`` form of its colour adjustments.
+def blend_(images: torch.Tensor, weight: torch.Tensor, use_mean: torch.Tensor, use_gray: torch.Tensor) -> torch.Tensor:
+    """In place: clamp(w·x + (1 - w)·ref, 0, 1) per image, torchvision's ``_blend`` form of its colour adjustments.
 
     ref = 0: brightness (x·w); ref = mean of the gray image: contrast; ref = the gray image:
     saturation. Identical in value to kornia.enhance.adjust_brightness_accumulative /
     adjust_contrast_with_mean_subtraction / adjust_saturation_with_gray_subtraction (tested), which
     compute one adjustment for a whole batch; here each image picks its own. Images that skip this
-    step (w = 1) are left bit-identical.
+    step (w = 1) are left bit-identical: x·1 + 0 = x.
     """
     gray = luma(images)
     mean = gray.mean(dim=(2, 3), keepdim=True)
     reference = torch.addcmul(mean * use_mean.view(-1, 1, 1, 1), gray, use_gray.view(-1, 1, 1, 1))
     weight = weight.view(-1, 1, 1, 1)
-    # x·w + ref·(1 - w), x first so the result keeps x's contiguous layout (a broadcast operand first
-    # makes PyTorch pick a channels-last-like layout that slows every later operation). Exact: w = 1
-    # gives x·1 + 0 = x.
-    return (images * weight).add_(reference * (1.0 - weight)).clamp_(0.0, 1.0)
+    return images.mul_(weight).add_(reference.mul_(1.0 - weight)).clamp_(0.0, 1.0)
+
+
+def blend(images: torch.Tensor, weight: torch.Tensor, use_mean: torch.Tensor, use_gray: torch.Tensor) -> torch.Tensor:
+    """``blend_`` on a copy."""
+    return blend_(images.clone(), weight, use_mean, use_gray)
 
 
 def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -172,7 +174,8 @@ _CHANNEL_OFFSETS = (3 / 6, 1 / 6, 5 / 6)  # ((n - 2) mod 6) / 6 for R, G, B (n =
 def grayscale(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Luma repeated to three channels where mask (0/1 weights: the other images stay bit-identical)."""
     keep = mask.to(images.dtype).view(-1, 1, 1, 1)
-    return (images * (1.0 - keep)).add_(luma(images) * keep)
+    gray = luma(images).mul_(keep)
+    return (images * (1.0 - keep)).add_(gray)
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:

@@ -132,3 +132,22 @@ def test_cpu_chunks_give_the_same_views_as_one_pass(monkeypatch: pytest.MonkeyPa
     chunked = maker.apply_pair(x, params)
     torch.testing.assert_close(chunked[0], whole[0], atol=1e-6, rtol=0)
     torch.testing.assert_close(chunked[1], whole[1], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_gpu_strategy_equals_cpu_strategy(inplace: bool) -> None:
+    """apply_to_subset's dense (GPU) strategy, run here on CPU, gives the subset (CPU) strategy's result."""
+    from ablate.augment.base import apply_to_subset, dense_apply
+    from ablate.augment.color import shift_hue
+
+    x = structured_images(12, seed=14)
+    mask = torch.tensor([True, False, True, True, False, False, True, False, True, True, False, True])
+    shift = torch.linspace(-0.2, 0.2, 12)
+
+    def fn(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return shift_hue(images, shift[index])
+
+    subset = apply_to_subset(x.clone(), mask, fn, inplace=inplace)
+    dense = dense_apply(x.clone(), mask, fn, inplace=inplace)
+    torch.testing.assert_close(dense, subset, atol=1e-6, rtol=0)
+    assert torch.equal(dense[~mask], x[~mask]) and torch.equal(subset[~mask], x[~mask])
