@@ -86,8 +86,8 @@ class Color(Operator):
         }
 
     def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
-        out = jitter(images, params["jitter"], params["factors"], params["order"])
-        return grayscale(out, params["gray"])
+        out = jitter(images, params["jitter"], params["factors"], params["order"])  # a new tensor
+        return grayscale_(out, params["gray"])
 
 
 def jitter(images: torch.Tensor, active: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
@@ -171,11 +171,11 @@ def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 _CHANNEL_OFFSETS = (3 / 6, 1 / 6, 5 / 6)  # ((n - 2) mod 6) / 6 for R, G, B (n = 5, 3, 1)
 
 
-def grayscale(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Luma repeated to three channels where mask (0/1 weights: the other images stay bit-identical)."""
+def grayscale_(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """In place: luma repeated to three channels where mask (0/1 weights: other images stay bit-identical)."""
     keep = mask.to(images.dtype).view(-1, 1, 1, 1)
     gray = luma(images).mul_(keep)
-    return (images * (1.0 - keep)).add_(gray)
+    return images.mul_(1.0 - keep).add_(gray)
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
