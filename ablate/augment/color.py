@@ -179,11 +179,13 @@ def grayscale_(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
-    """N×1×H×W ITU-R 601 luma with kornia.color.rgb_to_grayscale's weights, as one weighted channel sum.
+    """N×1×H×W ITU-R 601 luma with kornia.color.rgb_to_grayscale's weights (0.299, 0.587, 0.114).
 
-    (Kornia's function spends ~11 tensor operations building its weights on every call; this is 2.)
+    As three scaled channel planes added in place: one output allocation, and ~2× faster on CPU than
+    a broadcast product and channel sum (Kornia's function also spends ~11 operations per call).
     """
-    return (images * constant(_LUMA, (1, 3, 1, 1), images)).sum(dim=1, keepdim=True)
+    r, g, b = _LUMA
+    return (images[:, 0:1] * r).add_(images[:, 1:2], alpha=g).add_(images[:, 2:3], alpha=b)
 
 
 _LUMA = (0.299, 0.587, 0.114)
