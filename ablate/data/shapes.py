@@ -27,8 +27,9 @@ from ablate.data import DatasetSplits, ImageData, cache_root
 CLASSES = ["disk", "square", "triangle", "plus", "ring", "star", "stripes", "checker", "dots", "waves"]
 DEFAULT_TRAIN_SIZE = 4000
 DEFAULT_TEST_SIZE = 1000
-GENERATOR_VERSION = 1  # bump when the drawing changes, so old caches are not reused
+GENERATOR_VERSION = 3  # bump when the drawing changes, so old caches are not reused
 SUPERSAMPLE = 2
+GRAIN_STD = 0.1  # on the [0, 1] scale
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -39,9 +40,9 @@ def _local_coordinates(n: int, side: int, generator: torch.Generator) -> tuple[t
     """Per-image coordinates: random centre, scale and rotation applied to the pixel grid (N×S×S each)."""
     axis = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2 - 1
     v, u = torch.meshgrid(axis, axis, indexing="ij")
-    centre_x = _uniform(n, -0.3, 0.3, generator)[:, None, None]
-    centre_y = _uniform(n, -0.3, 0.3, generator)[:, None, None]
-    scale = _uniform(n, 0.45, 0.75, generator)[:, None, None]
+    centre_x = _uniform(n, -0.25, 0.25, generator)[:, None, None]
+    centre_y = _uniform(n, -0.25, 0.25, generator)[:, None, None]
+    scale = _uniform(n, 0.5, 0.8, generator)[:, None, None]
     angle = _uniform(n, 0, 2 * math.pi, generator)[:, None, None]
     du, dv = u - centre_x, v - centre_y
     x = (torch.cos(angle) * du + torch.sin(angle) * dv) / scale
@@ -87,6 +88,18 @@ def _palettes(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.T
     return foreground, background
 
 
+def _grain(n: int, side: int, generator: torch.Generator) -> torch.Tensor:
+    """Fixed per-image film grain (N×1×S×S, the same in all three channels), part of the image itself.
+
+    Why: it gives every image a class-irrelevant pixel-level fingerprint. When both views keep the
+    same geometry (colour distortion alone), matching the grain solves the contrastive task without
+    the shape, as pixel-level cues do on natural images; a random crop resamples the pixels and the
+    grain no longer lines up, so only the shape is left to match. Monochrome, so colour distortion
+    does not remove it.
+    """
+    return GRAIN_STD * torch.randn(n, 1, side, side, generator=generator)
+
+
 def generate(n: int, image_size: int, seed: int) -> ImageData:
     """n images (uint8 N×3×H×W) with balanced labels, determined by the seed alone."""
     generator = torch.Generator().manual_seed(seed)
@@ -98,7 +111,7 @@ def generate(n: int, image_size: int, seed: int) -> ImageData:
     foreground, background = _palettes(n, generator)
     images = mask * foreground[:, :, None, None] + (1 - mask) * background[:, :, None, None]
     images = F.avg_pool2d(images, SUPERSAMPLE)
-    images = images + 0.02 * torch.randn(images.shape, generator=generator)  # sensor-like noise, no shortcut
+    images = images + _grain(n, image_size, generator)
     return ImageData((images.clamp(0, 1) * 255).round().to(torch.uint8), labels.to(torch.int64))
 
 
