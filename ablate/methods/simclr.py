@@ -21,7 +21,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     logits = z @ z.T / temperature
     # An embedding is never its own negative: remove the diagonal from the softmax.
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    # Made on the device: a CPU tensor copied over would make the host wait for the GPU every step.
+    positives = (torch.arange(2 * n, device=z.device) + n) % (2 * n)
     return F.cross_entropy(logits, positives)
 
 
