@@ -95,7 +95,9 @@ def resized_crop(images: torch.Tensor, box: torch.Tensor, flip: torch.Tensor) ->
     v = pixel_centres(height, images)
     gx = (2 * x0 + w - 1).unsqueeze(1) + (w * sign).unsqueeze(1) * u  # B×W
     gy = (2 * y0 + h - 1).unsqueeze(1) + h.unsqueeze(1) * v  # B×H
-    grid = torch.stack([gx.unsqueeze(1).expand(batch, height, width), gy.unsqueeze(2).expand(batch, height, width)], dim=3)
+    grid = torch.empty((batch, height, width, 2), dtype=images.dtype, device=images.device)
+    grid[..., 0] = gx.unsqueeze(1)  # broadcast over rows
+    grid[..., 1] = gy.unsqueeze(2)  # broadcast over columns
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

@@ -141,8 +141,10 @@ class ViewMaker:
         if self.protocol == "one_branch":
             view2 = self.apply_view(x, ViewParams(params.view2.base, []))
             return self.apply_view(view2, ViewParams(None, params.view1.ops)), view2
-        # Both views as ONE batch of 2B (every parameter tensor has the batch on dim 0): half the
-        # kernel launches and Python work of two calls, and bigger, more efficient kernels.
+        if x.device.type == "cpu":  # cache-sized work matters more than call count: view by view
+            return self.apply_view(x, params.view1), self.apply_view(x, params.view2)
+        # GPU: both views as ONE batch of 2B (every parameter tensor has the batch on dim 0): half
+        # the kernel launches and Python work of two calls, and bigger, more efficient kernels.
         both = ViewParams(None, [concat_params([p1, p2]) for p1, p2 in zip(params.view1.ops, params.view2.ops, strict=True)])
         views = self.apply_view(torch.cat([x, x]), both)
         return views[: x.shape[0]], views[x.shape[0] :]
