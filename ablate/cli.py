@@ -82,6 +82,9 @@ def command_run(args: argparse.Namespace) -> int:
             print(f"{len(earlier_failures)} of them failed earlier; rerun them with --retry-failed")
             return 1
         return 0
+    from ablate.store import check_writable
+
+    check_writable(results_root)  # after the grid is read, before any training: a full or read-only disk is bad input
     if executor == "slurm":
         return run_on_slurm(args, grid, planned, todo, results_root, why)
     preflight(todo)
@@ -309,7 +312,7 @@ MAX_PROBLEMS_SHOWN = 50
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ablate.store import ResultsUnwritable, StoreWriteError, check_writable
+    from ablate.store import ResultsUnwritable, StoreWriteError
 
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")  # odd characters in a message never crash it
@@ -318,8 +321,6 @@ def main(argv: list[str] | None = None) -> int:
         _say("ablate: --jobs must be at least 1")
         return 2
     try:
-        if args.command == "run" and not args.dry_run:
-            check_writable(Path(args.results_dir))  # before any training: a full or read-only disk is bad input
         return args.handler(args)
     except GridError as err:
         for problem in err.problems[:MAX_PROBLEMS_SHOWN]:
