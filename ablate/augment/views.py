@@ -9,6 +9,9 @@
 
 Everything random is drawn first (``sample_pair``) and applied after (``apply_pair``), so a pair of
 views replays exactly from its parameters.
+
+Execution: on a GPU both views run as one batch of 2B (fewer, larger kernels); on CPU view by view
+and in chunks of ~3 MiB, so that the intermediates of the pipeline stay in cache.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import torch
 from augment_helpers import generator, structured_images
 
 from ablate.augment import OPERATOR_CLASSES, build_operator
-from ablate.config import OPERATORS, AugmentSpec
+from ablate.config import OPERATORS
 
 DEVICE = torch.device("cpu")
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from augment_helpers import generator, structured_images
 
-from ablate.augment import OPERATOR_CLASSES, ViewMaker, build_operator
+from ablate.augment import ViewMaker, build_operator
 from ablate.augment.crop import Crop
-from ablate.config import OPERATORS, AugmentSpec
+from ablate.config import AugmentSpec
 
 DEVICE = torch.device("cpu")
 
