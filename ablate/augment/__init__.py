@@ -12,7 +12,7 @@ samples its parameters from the run's ``torch.Generator`` (``sample``) apart fro
 one_branch, ordinary both_branches).
 
 Definitions follow the paper's official settings and torchvision's/Kornia's functions, and the
-tests hold every operator to an independent reference (torchvision per image, or Kornia).
+tests hold every operator to an independent reference (torchvision per image, Kornia) or a known answer.
 Kornia's kernels are used as they are where they suit per-image parameters (AutoAugment's
 operations, Sobel). On the hot path of every training step (crop, colour, blur) a few small
 formulations of the same definitions replace Kornia's calls, because per-image random order and
