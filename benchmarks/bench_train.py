@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="cpu mode: timed steps")
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--no-ahead", action="store_true", help="device mode: make the views inside the step")
+    parser.add_argument("--ahead", action="store_true", help="device mode: make each step's views during the previous step, on a side stream")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -44,8 +44,8 @@ def main() -> None:
     if mode == "device":
         if args.no_compile:
             options["compile_model"] = False
-        if args.no_ahead:
-            options["ahead"] = False
+        if args.ahead:
+            options["ahead"] = True
     elif args.steps:
         options["steps"] = args.steps
     out = args.out or default_out(device)

@@ -6,7 +6,8 @@
 #   3. benchmarks/bench_augment.py --device cuda --batch 512           -> $OUT/augment-h200.md
 #   4. an end-to-end `ablate run` of a tiny grid on CUDA (shapes, ResNet-18, 2 epochs, simclr and
 #      supervised, compile on)                                         -> $OUT/e2e-results.json
-#   5. if time is left: the train benchmark with the views made inside the step (no side stream)
+#   5. if time is left: the train benchmark with the views made one step ahead on a side stream
+#                                                                      -> $OUT/train-h200-ahead.md
 # Every part has its own timeout; a failing part is reported and the next one still runs.
 # Everything printed also goes to $OUT/gpu_check.log.
 #
@@ -99,9 +100,9 @@ PY
 
 unset ABLATE_DEVICE
 if [ "$DEVICE" = cuda ] && [ "$(elapsed)" -lt 270 ]; then
-  part "bench train, views in the step" 50 "$PY" benchmarks/bench_train.py --device cuda --no-ahead --out "$OUT/train-h200-no-ahead.md"
+  part "bench train, views made ahead" 50 "$PY" benchmarks/bench_train.py --device cuda --ahead --out "$OUT/train-h200-ahead.md"
 else
-  echo "=== skipping the no-ahead variant (device $DEVICE, $(elapsed) s used)"
+  echo "=== skipping the views-ahead variant (device $DEVICE, $(elapsed) s used)"
 fi
 
 echo
