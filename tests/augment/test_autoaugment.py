@@ -125,3 +125,16 @@ def test_apply_follows_each_images_subpolicy() -> None:
             v = torch.tensor([value])
             expected = warp(expected, torch.tensor([k]), v) if k < 5 else photometric(expected, k, v)
         torch.testing.assert_close(out[i], expected[0], atol=1e-6, rtol=0, msg=f"image {i}")
+
+
+def test_gpu_strategy_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU every operation runs on the whole batch (other images' magnitudes included) and is kept where drawn."""
+    import ablate.augment.autoaugment as aa
+    from ablate.augment.base import dense_apply
+
+    x = quantised(32, seed=4)
+    op = AutoAugment("imagenet")
+    params = op.sample(32, 32, 32, generator(5), DEVICE)
+    expected = op.apply(x, params)
+    monkeypatch.setattr(aa, "apply_to_subset", dense_apply)
+    torch.testing.assert_close(op.apply(x, params), expected, atol=1e-6, rtol=0)
