@@ -294,7 +294,6 @@ def cpu_benchmark(batch_size: int = 256, steps: int = 12, workers: int | None = 
     for _ in range(2):
         torchvision_step()
     torchvision_seconds = _timed(device, lambda: [torchvision_step() for _ in range(steps)])
-    del batches, loader
 
     images_done = steps * batch_size
     ablate_rate = images_done / ablate_seconds
