@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ablate.config import OPERATORS as OPERATOR_NAMES
 from ablate.config import GridError, GridSpec, load_grid
 from ablate.plan import PlannedRun, plan_grid
 
@@ -239,6 +240,28 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------- preview
+
+
+def command_preview(args: argparse.Namespace) -> int:
+    """Sample images of the grid's dataset under each operator alone and each ordered pair."""
+    from ablate.data import DatasetUnavailable, load_dataset
+    from ablate.preview import write_preview
+
+    grid = load_grid(Path(args.grid), args.set)
+    ops = args.ops.split(",") if args.ops else (grid.grid.get("pair") or list(grid.augment.ops))
+    unknown = [op for op in ops if op not in OPERATOR_NAMES]
+    if unknown:
+        raise UsageError(f"--ops: unknown operator {unknown[0]!r}; expected one of {', '.join(OPERATOR_NAMES)}")
+    try:
+        data = load_dataset(grid.dataset)
+    except DatasetUnavailable as err:
+        raise UsageError(str(err)) from None
+    out = Path(args.out) if args.out else Path(DEFAULT_REPORTS) / grid.name / "preview.png"
+    print(write_preview(data.train.images, ops, grid.augment, out, seed=args.seed, n_images=args.images))
+    return 0
+
+
 # ----------------------------------------------------------------------------------------- bench
 
 
@@ -292,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=str(DEFAULT_REPORTS), help="output folder (default: reports)")
     grid_options(report)
     report.set_defaults(handler=command_report)
+
+    preview = commands.add_parser("preview", help="picture of sample images under each operator and ordered pair")
+    preview.add_argument("grid", help="grid file: its dataset, augment settings and (unless --ops) its pair axis")
+    preview.add_argument("--ops", help="comma-separated operators (default: the grid's pair axis, else augment.ops)")
+    preview.add_argument("--images", type=int, default=6, help="rows: images shown (default 6)")
+    preview.add_argument("--seed", type=int, default=0, help="seed of the augmentation parameters")
+    preview.add_argument("--out", help="PNG path (default: reports/<grid>/preview.png)")
+    preview.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a field of the grid")
+    preview.set_defaults(handler=command_preview)
 
     bench = commands.add_parser("bench", help="speed benchmarks: `train` (a SimCLR training step) or `augment` (the views)")
     bench.add_argument("what", choices=("train", "augment"))

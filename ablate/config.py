@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # The vocabulary of grid files. The implementations live in ablate.augment / data / models /
 # methods; tests check that each name here has an implementation there.
@@ -72,16 +72,11 @@ class TrainSpec(StrictModel):
     optimizer: OptimizerName = "lars"
     weight_decay: float = Field(1e-6, ge=0, le=1)
     momentum: float = Field(0.9, ge=0, lt=1)
-    warmup_epochs: float = Field(1.0, ge=0, le=10_000, description="linear warm-up, then cosine decay to zero")
+    warmup_epochs: float = Field(1.0, ge=0, le=10_000, description="linear warm-up, then cosine decay to zero; a warm-up longer than training covers all of it")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile: auto = on CUDA only")
     checkpoint_minutes: float = Field(5.0, gt=0, le=10_000, description="also checkpoint at every epoch end")
 
-    @model_validator(mode="after")
-    def _warmup_within_training(self) -> "TrainSpec":
-        if self.warmup_epochs > self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must not exceed epochs ({self.epochs})")
-        return self
 
 
 class AugmentSpec(StrictModel):

@@ -96,3 +96,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content, expected):
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0]
+
+
+def test_preview_writes_one_column_per_operator_and_pair(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_GRID)
+    result = ablate("preview", "tiny.yaml", "--images", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    image = Image.open(tmp_path / "reports" / "tiny" / "preview.png")
+    # original, base crop, crop, color, crop→color, color→crop: 6 columns of 3 rows, wider than tall
+    assert image.size[0] > 1.5 * image.size[1] and len(set(image.convert("L").tobytes())) > 50
+    bad = ablate("preview", "tiny.yaml", "--ops", "crop,zoom", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown operator 'zoom'" in bad.stderr

@@ -117,5 +117,5 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
 
 def build_schedule(optimizer: torch.optim.Optimizer, spec: TrainSpec, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
     total = spec.epochs * steps_per_epoch
-    warmup = round(spec.warmup_epochs * steps_per_epoch)
+    warmup = min(round(spec.warmup_epochs * steps_per_epoch), total)  # a warm-up longer than training is cut to it
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, total, warmup))

@@ -66,7 +66,6 @@ CASES: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("color-strength-inf", "name: x\ngrid:\n  augment.color_strength: [.inf]\n", [], ["grid.augment.color_strength[0]: got inf"]),
     ("color-strength-nan", "name: x\naugment: {color_strength: .nan}\n", [], ["augment.color_strength: got nan"]),
     ("lr-inf", "name: x\ntrain: {lr: .inf}\n", [], ["train.lr: got inf; input should be less than or equal to 100"]),
-    ("warmup-beyond-epochs", "name: x\ntrain: {epochs: 2, warmup_epochs: 5}\n", [], ["train: got", "warmup_epochs (5.0) must not exceed epochs (2)"]),
     ("empty-axis", "name: x\ngrid:\n  seed: []\n", [], [":3: grid.seed: empty axis; give at least one value"]),
     ("duplicate-axis-values", "name: x\ngrid:\n  seed: [0, 1, 0]\n", [], [":3: grid.seed: duplicate values [0]; each value must appear once"]),
     ("duplicate-operators", "name: x\ngrid:\n  pair: [crop, blur, crop]\n", [], ["grid.pair: duplicate values ['crop']"]),
