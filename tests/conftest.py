@@ -6,3 +6,17 @@ import os
 # CLI test's runs to it. Tests run locally unless they ask for SLURM (tests/slurm/ pass --executor slurm);
 # set ABLATE_EXECUTOR=auto before pytest to send them all to the cluster.
 os.environ.setdefault("ABLATE_EXECUTOR", "local")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny CPU trainings: one torch thread. On a busy 2-core machine two OpenMP threads spin-waiting
+    on each other can make a 20 ms step take a second. Opt in per module with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`; restored after the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,13 +11,7 @@ from ablate import bench
 from ablate.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny CPU timings: one thread avoids two OpenMP threads spin-waiting on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_device_mode_runs_the_training_loop_and_derives_its_figures(tmp_path):

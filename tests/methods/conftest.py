@@ -1,13 +1,8 @@
-"""One torch thread for these tiny CPU trainings: on a busy 2-core machine, two OpenMP threads
-spin-waiting on each other make a 20 ms step take a second. Restored after the module."""
+"""Every test module here trains tiny models on the CPU: one torch thread for each (see tests/conftest.py)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_per_module(one_torch_thread):
     yield
-    torch.set_num_threads(before)
