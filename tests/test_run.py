@@ -68,7 +68,7 @@ def test_result_reports_speed_and_settings(straight):
     assert metrics["encoder_gflops_per_view"] > 0
     assert metrics["achieved_tflops"] == pytest.approx(3 * 2 * metrics["images_per_second"] * metrics["encoder_gflops_per_view"] / 1e3)
     assert metrics["mfu"] is None  # a CPU has no peak in the table
-    assert straight["fast_path"] == {"bf16": False, "channels_last": False, "compile": False}
+    assert straight["fast_path"] == {"bf16": False, "channels_last": True, "compile": False}
 
 
 def test_non_finite_loss_is_recorded_as_a_failed_run(tmp_path):

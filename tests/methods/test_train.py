@@ -112,9 +112,9 @@ def test_absurd_lr_stops_with_non_finite_loss_within_a_few_steps():
 
 
 def test_device_settings_follow_the_spec():
-    assert device_settings(tiny_spec(), CPU) == DeviceSettings(CPU, autocast_bf16=False, channels_last=False, compile=False)
+    assert device_settings(tiny_spec(), CPU) == DeviceSettings(CPU, autocast_bf16=False, channels_last=True, compile=False)
     forced = device_settings(tiny_spec(precision="bf16", compile="on"), CPU)
-    assert forced.autocast_bf16 and forced.compile and not forced.channels_last
+    assert forced.autocast_bf16 and forced.compile and forced.channels_last
     cuda = device_settings(tiny_spec(), torch.device("cuda"))
     assert cuda.autocast_bf16 and cuda.channels_last and cuda.compile
     assert not device_settings(tiny_spec(compile="off", precision="fp32"), torch.device("cuda")).compile
