@@ -7,6 +7,7 @@ traceback), 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -369,6 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("ablate: interrupted; completed runs are kept, rerun the same command to finish the rest")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`ablate run GRID --dry-run | head`): not an error of ours. Point stdout
+        # at /dev/null so that Python's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:
         # ReportError is looked up, not imported: importing the report stage (pandas, matplotlib) would
         # slow every command down, and only the report stage, once imported, can raise it.

@@ -189,15 +189,10 @@ class RunSpec(StrictModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class GridSpec(StrictModel):
+class GridSpec(RunSpec):
+    """A grid file: a base run spec (the inherited fields), its name, SLURM settings and its axes."""
+
     name: str
-    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    method: Method = "simclr"
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    augment: AugmentSpec = Field(default_factory=AugmentSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 

@@ -42,7 +42,7 @@ CASES: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("list-not-mapping", "- name: x\n- grid: {}\n", [], ["top level is a list; expected a mapping with at least 'name' and 'grid'"]),
     ("scalar-not-mapping", "just some words\n", [], ["top level is a str; expected a mapping"]),
     ("missing-name", "grid: {seed: [0]}\n", [], ["name: missing (required)"]),
-    ("unknown-top-key", VALID + "trian: {epochs: 1}\n", [], [":5: trian: unknown key (did you mean 'train'?); allowed: name, dataset"]),
+    ("unknown-top-key", VALID + "trian: {epochs: 1}\n", [], [":5: trian: unknown key (did you mean 'train'?); allowed: dataset, model, method, train, augment, eval, seed, name, slurm, grid"]),
     ("unknown-nested-key", "name: x\ntrain: {epochs: 1, batchsize: 3}\n",
      [], [":2: train.batchsize: unknown key (did you mean 'batch_size'?); allowed: epochs, batch_size"]),
     ("unknown-axis", "name: x\ngrid:\n  augment.colour_strength: [1]\n", [],
