@@ -34,6 +34,10 @@ LOSS_CHECK_EVERY = 10  # CUDA: steps between host syncs (NaN detection, progress
 SIDE_STREAM_PRIORITY = -1  # CUDA stream priority of the views made ahead (lower is more urgent; 0 is the default)
 
 
+class CheckpointUnusable(RuntimeError):
+    """The run's checkpoint.pt exists but cannot be loaded safely; the message says what to do."""
+
+
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the run is stopped instead of training on garbage."""
 
@@ -153,7 +157,13 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, schedule, generator
     """Restore from the run's own checkpoint if there is one (weights_only: never unpickle code)."""
     if not path.exists():
         return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # refused (not plain weights) or unreadable: never trust it, never unpickle code
+        raise CheckpointUnusable(
+            f"{path} cannot be loaded with weights_only=True ({str(err).splitlines()[0][:200]}); "
+            "if you did not put it there, delete it and rerun: the run then starts over from scratch"
+        ) from None
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["schedule"])

@@ -168,3 +168,15 @@ def test_compiled_forward_is_used_once_it_works(monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda module: (lambda x: module(x) * 0 + 7))
     forward = ModelForward(Recorder(), DeviceSettings(CPU, autocast_bf16=False, channels_last=False, compile=True))
     assert torch.all(forward(torch.rand(1, 3, 2, 2)) == 7) and torch.all(forward(torch.rand(1, 3, 2, 2)) == 7)
+
+
+def test_a_truncated_checkpoint_is_refused_with_what_to_do(tmp_path):
+    from ablate.methods.train import CheckpointUnusable, load_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"PK\x03\x04 not a whole zip file")
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    with pytest.raises(CheckpointUnusable, match="delete it and rerun"):
+        load_checkpoint(path, model, optimizer, schedule, torch.Generator())
