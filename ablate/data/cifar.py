@@ -26,7 +26,6 @@ from torchvision.transforms.v2 import functional as F
 from ablate.config import DatasetSpec
 from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, data_root, subset
 
-NATIVE_SIDE = 32
 RESIZE_CHUNK = 4096  # images resized at a time: bounds the temporary memory of a 50 000-image resize
 
 

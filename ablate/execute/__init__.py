@@ -22,10 +22,6 @@ class Summary:
     completed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error message)
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
 
 def runs_to_do(planned: list[PlannedRun], results_root: Path, grid: str, retry_failed: bool = True) -> list[PlannedRun]:
     """The planned runs without a completed result (failed ones only when retry_failed)."""

@@ -189,12 +189,6 @@ def try_lock(path: Path) -> bool:
     return _create(path)
 
 
-def held_by_me(path: Path) -> bool:
-    """True when the lock at path is this process's (same host and pid)."""
-    seen = _read_lock(path)
-    return seen is not None and (seen[1].get("host"), seen[1].get("pid")) == (socket.gethostname(), os.getpid())
-
-
 @contextmanager
 def heartbeat(path: Path, interval: float = HEARTBEAT_SECONDS) -> Iterator[None]:
     """Touch the lock file every `interval` seconds while the body runs."""

@@ -217,10 +217,12 @@ class BatchMaker:
         self.side = torch.cuda.Stream(images.device, priority=SIDE_STREAM_PRIORITY) if ahead and cuda else None
         if self.side is not None:
             self.side.wait_stream(torch.cuda.current_stream(images.device))  # `order` is ready (once an epoch)
-        self.pending: tuple[int, tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor] | None = None
+        self.pending: tuple[int, tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor | None] | None = None
 
-    def _make(self, step_index: int) -> tuple[int, tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
-        before = self.generator.get_state()
+    def _make(self, step_index: int) -> tuple[int, tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor | None]:
+        # Only views made ahead need the state from before them (for a checkpoint taken meanwhile);
+        # copying the generator's state every step otherwise would be work for nothing on the hot path.
+        before = self.generator.get_state() if self.ahead else None
         index = self.order[step_index * self.batch_size : (step_index + 1) * self.batch_size]
         with torch.cuda.stream(self.side) if self.side is not None else nullcontext():
             labels = self.labels[index]

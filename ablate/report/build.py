@@ -101,18 +101,30 @@ def heatmap_section(grid: GridFrame, out: Path, metric: str = "linear_top1", ope
         title = f"{metric_label(metric)}: 1st × 2nd transformation ({seed_note(part)})"
         if facet.values:
             title += f"\n{facet.label}"
-        files = save_figure(draw_heatmap(table, title, header, metric, vrange), out, f"heatmap{facet.suffix}")
-        section.files += files
-        section.figures.append((files[0], title.replace("\n", " · ")))
-        frame = table_csv(table)
-        for position, (axis, value) in enumerate(facet.values):
-            frame.insert(position, axis, value)
-        frames.append(frame)
-        markdown.append((f"## {facet.label}\n\n" if facet.values else "") + table_markdown(table))
-        section.tables.append(pair_html(table, title.replace("\n", " · "), html_table))
-    section.files.append(write_text(out / "heatmap.csv", pd.concat(frames, ignore_index=True).to_csv(index=False)))
-    section.files.append(write_text(out / "heatmap.md", "\n".join(markdown)))
+        add_facet(section, frames, markdown, facet, title, out / f"heatmap{facet.suffix}",
+                  draw_heatmap(table, title, header, metric, vrange), table_csv(table), table_markdown(table),
+                  pair_html(table, title.replace("\n", " · "), html_table))
+    write_section_tables(section, out / "heatmap", frames, markdown)
     return section
+
+
+def add_facet(section: Section, frames: list[pd.DataFrame], markdown: list[str], facet: Facet, title: str,
+              figure_path: Path, figure: Any, frame: pd.DataFrame, body_markdown: str, body_html: str) -> None:
+    """One facet's figure, CSV rows (facet columns first), Markdown and HTML table, added to the section."""
+    files = save_figure(figure, figure_path.parent, figure_path.name)
+    section.files += files
+    section.figures.append((files[0], title.replace("\n", " · ")))
+    for position, (axis, value) in enumerate(facet.values):
+        frame.insert(position, axis, value)
+    frames.append(frame)
+    markdown.append((f"## {facet.label}\n\n" if facet.values else "") + body_markdown)
+    section.tables.append(body_html)
+
+
+def write_section_tables(section: Section, stem: Path, frames: list[pd.DataFrame], markdown: list[str]) -> None:
+    """stem.csv (every facet's rows) and stem.md, written atomically."""
+    section.files.append(write_text(stem.with_suffix(".csv"), pd.concat(frames, ignore_index=True).to_csv(index=False)))
+    section.files.append(write_text(stem.with_suffix(".md"), "\n".join(markdown)))
 
 
 def pair_html(table: Any, caption: str, html_table: Any) -> str:
@@ -214,12 +226,6 @@ def write_report(results_root: Path, grid: str, out_root: Path, what: str = "all
     return [path for section in sections for path in section.files] + [html]
 
 
-def write_heatmap_report(results_root: Path, grid: str, out_root: Path, metric: str = "linear_top1",
-                         planned: Sequence[dict[str, Any]] | None = None, operators: list[str] | None = None) -> list[Path]:
-    """reports/<grid>/heatmap*.{png,pdf,svg}, heatmap.csv and heatmap.md; returns the paths written."""
-    return write_report(results_root, grid, out_root, "heatmap", metric, planned, operators=operators)
-
-
 # ------------------------------------------------------------------------------------------ compare
 
 
@@ -256,17 +262,10 @@ def write_compare_report(results_root: Path, grid_a: str, grid_b: str, out_root:
         facet = Facet(tuple(zip(axes, key)))
         table = diff_table(pair_table(pairs_a[keys_a == key], order, metric), pair_table(pairs_b[keys_b == key], order, metric))
         title = f"Δ {metric_label(metric)}: B ({grid_b}) − A ({grid_a})" + (f"\n{facet.label}" if facet.values else "")
-        files = save_figure(draw_difference(table, title, header, metric, (grid_a, grid_b)), out, f"difference{facet.suffix}")
-        section.files += files
-        section.figures.append((files[0], title.replace("\n", " · ")))
-        frame = diff_csv(table)
-        for position, (axis, value) in enumerate(facet.values):
-            frame.insert(position, axis, value)
-        frames.append(frame)
-        markdown.append((f"## {facet.label}\n\n" if facet.values else "") + diff_markdown(table))
-        section.tables.append(diff_html(table, title.replace("\n", " · "), html_table))
-    section.files.append(write_text(out / "difference.csv", pd.concat(frames, ignore_index=True).to_csv(index=False)))
-    section.files.append(write_text(out / "difference.md", "\n".join(markdown)))
+        add_facet(section, frames, markdown, facet, title, out / f"difference{facet.suffix}",
+                  draw_difference(table, title, header, metric, (grid_a, grid_b)), diff_csv(table), diff_markdown(table),
+                  diff_html(table, title.replace("\n", " · "), html_table))
+    write_section_tables(section, out / "difference", frames, markdown)
     counts = {f"{k} (A)": v for k, v in counts_of(a).items()} | {f"{k} (B)": v for k, v in counts_of(b).items()}
     page = render_page(f"ablate compare: {grid_b} − {grid_a}", header, counts, [section], out)
     return section.files + [write_text(out / "index.html", page)]

@@ -226,9 +226,6 @@ class Facet:
             parts.append("".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text))
         return "".join(f"--{part}" for part in parts)
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.values)
-
 
 def varying_axes(frame: pd.DataFrame, laid_out: Sequence[str]) -> list[str]:
     """Spec columns with more than one value in the frame, minus the laid-out axes and the seed."""
