@@ -275,6 +275,17 @@ def command_bench(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ main
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (argparse turns the error into one usage line and exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ablate", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -287,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run every pending run of a grid file")
     run.add_argument("grid", help="grid file, e.g. grids/quickstart.yaml")
     run.add_argument("--dry-run", action="store_true", help="print the runs, their ids and which are done; train nothing")
-    run.add_argument("--jobs", type=int, default=1, help="runs at once in worker processes (local executor)")
+    run.add_argument("--jobs", type=positive_int, default=1, help="runs at once in worker processes (local executor)")
     run.add_argument("--retry-failed", action="store_true", help="also rerun runs that failed before")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--executor", choices=EXECUTORS, default=None,
@@ -320,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview = commands.add_parser("preview", help="picture of sample images under each operator and ordered pair")
     preview.add_argument("grid", help="grid file: its dataset, augment settings and (unless --ops) its pair axis")
     preview.add_argument("--ops", help="comma-separated operators (default: the grid's pair axis, else augment.ops)")
-    preview.add_argument("--images", type=int, default=6, help="rows: images shown (default 6)")
+    preview.add_argument("--images", type=positive_int, default=6, help="rows: images shown (default 6)")
     preview.add_argument("--seed", type=int, default=0, help="seed of the augmentation parameters")
     preview.add_argument("--out", help="PNG path (default: reports/<grid>/preview.png)")
     preview.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a field of the grid")
@@ -332,9 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--mode", choices=("auto", "device", "cpu"), default="auto",
                        help="train: device = ResNet-18 step on data preloaded on the device (default on CUDA); "
                             "cpu = ablate vs a torchvision DataLoader (default on a CPU)")
-    bench.add_argument("--batch", type=int, help="batch size (train device mode: 512; cpu mode: 256; augment: 256)")
-    bench.add_argument("--steps", type=int, help="train cpu mode: timed steps (default 12)")
-    bench.add_argument("--repeats", type=int, default=20, help="augment: repeats per pipeline")
+    bench.add_argument("--batch", type=positive_int, help="batch size (train device mode: 512; cpu mode: 256; augment: 256)")
+    bench.add_argument("--steps", type=positive_int, help="train cpu mode: timed steps (default 12)")
+    bench.add_argument("--repeats", type=positive_int, default=20, help="augment: repeats per pipeline")
     bench.add_argument("--no-compile", action="store_true", help="train device mode: without torch.compile")
     bench.add_argument("--out", help="Markdown file (default: benchmarks/results/<what>-<device>.md)")
     bench.set_defaults(handler=command_bench)
@@ -350,9 +361,6 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")  # odd characters in a message never crash it
     args = build_parser().parse_args(argv)
-    if getattr(args, "jobs", 1) < 1:
-        _say("ablate: --jobs must be at least 1")
-        return 2
     try:
         return args.handler(args)
     except GridError as err:

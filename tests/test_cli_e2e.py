@@ -107,3 +107,15 @@ def test_preview_writes_one_column_per_operator_and_pair(tmp_path):
     assert image.size[0] > 1.5 * image.size[1] and len(set(image.convert("L").tobytes())) > 50
     bad = ablate("preview", "tiny.yaml", "--ops", "crop,zoom", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown operator 'zoom'" in bad.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["run", "g.yaml", "--jobs", "0"], "argument --jobs: expected at least 1, got 0"),
+    (["preview", "g.yaml", "--images", "0"], "argument --images: expected at least 1, got 0"),
+    (["bench", "train", "--batch", "-3"], "argument --batch: expected at least 1, got -3"),
+    (["bench", "augment", "--repeats", "x"], "argument --repeats: expected a whole number, got 'x'"),
+])
+def test_bad_counts_on_the_command_line_exit_2(tmp_path, args, expected):
+    result = ablate(*args, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(expected)
