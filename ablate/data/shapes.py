@@ -2,10 +2,18 @@
 
 Why it looks like this: SimCLR's Figure 5 shows that random crops alone make a weak contrastive
 task, because two crops of one image share its colour distribution and the network can match them
-by colour alone; colour distortion removes that shortcut. Here every image gets its own random
-two-colour palette (foreground and background drawn independently of the class), so colour
-identifies an *image* perfectly and says nothing about its *class*: a model that matches views by
-colour learns features useless for the labels, exactly the failure the paper describes.
+by colour alone; colour distortion removes that shortcut. Here every image is drawn in its own
+random tint (hue, saturation, brightness drawn independently of the class): the shape in the tint,
+the background in the same tint at a fifth of its brightness. Colour identifies an *image* and says
+nothing about its *class*, so a model that matches views by colour learns features useless for the
+labels, exactly the failure the paper describes.
+
+Why one tint and not two independent colours (generator version 3 did that): with two random
+colours, the relation between them (their hue difference, their brightness ratio) is a second
+fingerprint of the image that colour jitter keeps, since it shifts both colours of an image alike;
+stronger colour distortion then removed no shortcut and the paper's Table 1 trend could not appear.
+With one tint the relation is the same in every image, and jitter of growing strength removes a
+growing share of the fingerprint (hue shift ±0.2 s of a turn, grayscale).
 
 Classes 0-5 are shapes (random position, size and rotation), 6-9 are textures filling the image
 (random orientation and frequency). Everything is rendered in one vectorised pass at twice the
@@ -27,9 +35,12 @@ from ablate.data import DatasetSplits, ImageData, cache_root
 CLASSES = ["disk", "square", "triangle", "plus", "ring", "star", "stripes", "checker", "dots", "waves"]
 DEFAULT_TRAIN_SIZE = 4000
 DEFAULT_TEST_SIZE = 1000
-GENERATOR_VERSION = 3  # bump when the drawing changes, so old caches are not reused
+GENERATOR_VERSION = 4  # bump when the drawing changes, so old caches are not reused
 SUPERSAMPLE = 2
-GRAIN_STD = 0.1  # on the [0, 1] scale
+# Tint ranges (HSV): saturated and bright enough that the hue is well defined and the shape stands out.
+SATURATION_RANGE = (0.6, 1.0)
+VALUE_RANGE = (0.85, 1.0)
+BACKGROUND_BRIGHTNESS = 0.2  # background = tint × this, in every channel
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -75,29 +86,20 @@ def _masks(labels: torch.Tensor, x: torch.Tensor, y: torch.Tensor, generator: to
     return candidates[torch.arange(n), labels]
 
 
-def _palettes(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Independent random foreground/background colours per image, kept apart in brightness."""
-    foreground = torch.rand(n, 3, generator=generator)
-    background = torch.rand(n, 3, generator=generator)
-    weights = torch.tensor([0.299, 0.587, 0.114])
-    gap = (foreground @ weights) - (background @ weights)
-    # Keep the shape visible: where the two colours are close in luminance, push them apart.
-    push = torch.where(gap.abs() < 0.25, 0.25 * torch.where(gap >= 0, 1.0, -1.0) - gap, torch.zeros_like(gap))
-    foreground = (foreground + push[:, None] / 2).clamp(0, 1)
-    background = (background - push[:, None] / 2).clamp(0, 1)
-    return foreground, background
+def hsv_to_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """N×3 RGB from N hues (turns), saturations and values: kornia.color.hsv_to_rgb on 1×1 images."""
+    from kornia.color import hsv_to_rgb as kornia_hsv_to_rgb
+
+    hsv = torch.stack([hue * 2 * math.pi, saturation, value], dim=1)[:, :, None, None]
+    return kornia_hsv_to_rgb(hsv)[:, :, 0, 0]
 
 
-def _grain(n: int, side: int, generator: torch.Generator) -> torch.Tensor:
-    """Fixed per-image film grain (N×1×S×S, the same in all three channels), part of the image itself.
-
-    Why: it gives every image a class-irrelevant pixel-level fingerprint. When both views keep the
-    same geometry (colour distortion alone), matching the grain solves the contrastive task without
-    the shape, as pixel-level cues do on natural images; a random crop resamples the pixels and the
-    grain no longer lines up, so only the shape is left to match. Monochrome, so colour distortion
-    does not remove it.
-    """
-    return GRAIN_STD * torch.randn(n, 1, side, side, generator=generator)
+def _tints(n: int, generator: torch.Generator) -> torch.Tensor:
+    """One random colour per image (N×3): hue uniform over the circle, saturation and value in their ranges."""
+    hue = torch.rand(n, generator=generator)
+    saturation = _uniform(n, *SATURATION_RANGE, generator)
+    value = _uniform(n, *VALUE_RANGE, generator)
+    return hsv_to_rgb(hue, saturation, value)
 
 
 def generate(n: int, image_size: int, seed: int) -> ImageData:
@@ -108,10 +110,10 @@ def generate(n: int, image_size: int, seed: int) -> ImageData:
     side = image_size * SUPERSAMPLE
     x, y = _local_coordinates(n, side, generator)
     mask = _masks(labels, x, y, generator).float()[:, None]
-    foreground, background = _palettes(n, generator)
-    images = mask * foreground[:, :, None, None] + (1 - mask) * background[:, :, None, None]
+    tint = _tints(n, generator)[:, :, None, None]
+    # Shape (mask 1) in the tint, background (mask 0) in the same tint at BACKGROUND_BRIGHTNESS.
+    images = tint * (BACKGROUND_BRIGHTNESS + (1 - BACKGROUND_BRIGHTNESS) * mask)
     images = F.avg_pool2d(images, SUPERSAMPLE)
-    images = images + _grain(n, image_size, generator)
     return ImageData((images.clamp(0, 1) * 255).round().to(torch.uint8), labels.to(torch.int64))
 
 

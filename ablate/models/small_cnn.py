@@ -4,6 +4,17 @@ Sized for the built-in `shapes` dataset on a laptop: ~0.1 M parameters and about
 (multiply-adds x 2) per 32 px image, so a short SimCLR run takes seconds on two cores. Strided
 convolutions from the first layer on replace pooling: they are the cheapest way to shrink the map
 on a CPU, and the classes of `shapes` are readable at a quarter of the resolution.
+
+Each image is standardised first (zero mean, unit standard deviation over its pixels and channels:
+the global contrast normalisation of classic CIFAR pipelines). Why: at strength s = 1 the colour
+distortion scales brightness and contrast by factors down to 0.2, and in a run of a few hundred
+steps a batch-norm network does not learn to see shapes in views five times darker or flatter than
+the rest of the batch. Measured on `shapes` (SimCLR, 10 epochs, AdamW lr 0.008, s = 1, seed 0): 86.6 % linear top-1
+without the standardisation, 95.4 % when factors below 0.6 were left out, 95.7 % with it. The price,
+said plainly: for this model brightness and contrast jitter are damped, not removed; a view made five
+times flatter reaches the first convolution at about two thirds of its usual amplitude instead of a
+fifth (STANDARDISE_EPS keeps it from being fully undone; tests/models/test_small_cnn.py). Hue,
+saturation and grayscale act in full. The ResNets have no such step.
 """
 
 from __future__ import annotations
@@ -18,6 +29,18 @@ def conv_block(channels_in: int, channels_out: int, stride: int) -> nn.Sequentia
         nn.BatchNorm2d(channels_out),
         nn.ReLU(inplace=True),
     )
+
+
+# Added to the standard deviation (images on the [0, 1] scale) so that a flat image, all one colour,
+# is not amplified into noise.
+STANDARDISE_EPS = 0.05
+
+
+def standardise(images: torch.Tensor) -> torch.Tensor:
+    """Per image: subtract the mean and divide by the standard deviation over C×H×W (+ STANDARDISE_EPS)."""
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    std = images.std(dim=(1, 2, 3), keepdim=True)
+    return (images - mean) / (std + STANDARDISE_EPS)
 
 
 class SmallCNN(nn.Module):
@@ -35,4 +58,4 @@ class SmallCNN(nn.Module):
         self.feature_dim = channels[-1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.features(images)
+        return self.features(standardise(images))

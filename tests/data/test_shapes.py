@@ -1,5 +1,8 @@
 """The built-in `shapes` dataset: seeded, balanced, cached, and colour carries no class information."""
 
+import math
+
+import kornia
 import torch
 
 from ablate.config import DatasetSpec
@@ -20,24 +23,45 @@ def test_labels_are_balanced_over_ten_classes():
 
 
 def test_colour_alone_does_not_predict_the_class():
-    # Nearest-class-mean on each image's mean colour: must be near chance (10 %), because the
-    # palette is drawn independently of the class; this is what makes crop alone a weak task.
+    # Nearest-class-mean on each image's colour: must be near chance (10 %), because the tint is
+    # drawn independently of the class; this is what makes crop alone a weak task. Two colour
+    # features: the tint itself (per-channel maximum: the shape's pixels) and the chromaticity of
+    # the mean colour (mean / its sum). Not the raw mean colour: its brightness follows the share of
+    # the image the shape covers, which is shape information (it predicts the class at ~23 %).
     data = shapes.generate(4000, 16, seed=0)
-    colour = data.images.float().mean(dim=(2, 3))
-    train, test = slice(0, 3000), slice(3000, 4000)
-    means = torch.stack([colour[train][data.labels[train] == k].mean(0) for k in range(10)])
-    predicted = torch.cdist(colour[test], means).argmin(1)
-    accuracy = (predicted == data.labels[test]).float().mean().item()
-    assert accuracy < 0.16
+    images = data.images.float()
+    mean = images.mean(dim=(2, 3))
+    for colour in (images.amax(dim=(2, 3)), mean / mean.sum(1, keepdim=True)):
+        train, test = slice(0, 3000), slice(3000, 4000)
+        means = torch.stack([colour[train][data.labels[train] == k].mean(0) for k in range(10)])
+        predicted = torch.cdist(colour[test], means).argmin(1)
+        accuracy = (predicted == data.labels[test]).float().mean().item()
+        assert accuracy < 0.16
 
 
-def test_shape_is_visible_every_image_has_two_tones():
-    # Foreground and background differ in luminance by at least 0.25 by construction (before
-    # anti-aliasing and grain): the darkest and brightest tenth of each image must differ clearly.
-    data = shapes.generate(300, 32, seed=0)
-    luminance = (data.images.float() / 255 * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(1).flatten(1)
-    spread = luminance.quantile(0.9, dim=1) - luminance.quantile(0.1, dim=1)
-    assert spread.min().item() > 0.2
+def test_each_image_is_one_tint_with_its_background_at_a_fifth_of_its_brightness():
+    # Rendered at twice the size and average-pooled, so no anti-aliased edge pixel is involved:
+    # every pixel is the tint (shape) or the tint × 0.2 (background), rounded to uint8.
+    data = shapes.generate(300, 16, seed=0)
+    images = data.images.float() / 255
+    flat = images.flatten(2)  # N×3×P
+    brightest = flat.gather(2, flat.sum(1, keepdim=True).argmax(2, keepdim=True).expand(-1, 3, 1))[..., 0]
+    darkest = flat.gather(2, flat.sum(1, keepdim=True).argmin(2, keepdim=True).expand(-1, 3, 1))[..., 0]
+    assert torch.allclose(darkest, shapes.BACKGROUND_BRIGHTNESS * brightest, atol=1.5 / 255)
+    value = brightest.max(1).values
+    saturation = 1 - brightest.min(1).values / value
+    assert value.min() >= 0.85 - 1 / 255 and saturation.min() >= 0.6 - 2 / 255 and saturation.max() <= 1
+    # Every image has both tones (a shape or texture never fills the whole image, nor vanishes).
+    assert (value - darkest.max(1).values).min() > 0.5
+
+
+def test_tint_hue_is_uniform_over_the_circle():
+    data = shapes.generate(4000, 8, seed=0)
+    hsv = kornia.color.rgb_to_hsv(data.images.float().amax(dim=(2, 3), keepdim=True) / 255)
+    hue = hsv[:, 0, 0, 0] / (2 * math.pi)  # turns; amax per channel = the tint (shape pixels)
+    counts = torch.histc(hue, bins=10, min=0, max=1)
+    # Multinomial: each tenth holds 400 ± 3 standard deviations (sqrt(4000 × 0.1 × 0.9) = 19).
+    assert ((counts - 400).abs() < 3 * 19).all(), counts.tolist()
 
 
 def test_load_uses_the_cache_folder(tmp_path, monkeypatch):
