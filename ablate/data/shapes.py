@@ -10,8 +10,8 @@ labels, exactly the failure the paper describes.
 
 Why one tint and not two independent colours (generator version 3 did that): with two random
 colours, the relation between them (their hue difference, their brightness ratio) is a second
-fingerprint of the image that colour jitter keeps, since it shifts both colours of an image alike;
-stronger colour distortion then removed no shortcut and the paper's Table 1 trend could not appear.
+fingerprint of the image that colour jitter largely keeps, since it shifts both colours of an image
+alike; with it, stronger colour distortion bought SimCLR nothing (README, "What the quickstart shows").
 With one tint the relation is the same in every image, and jitter of growing strength removes a
 growing share of the fingerprint (hue shift ±0.2 s of a turn, grayscale).
 
