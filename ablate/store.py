@@ -168,10 +168,6 @@ def run_state(directory: Path) -> RunState:
     return "pending" if result is None else result["status"]
 
 
-def is_completed(directory: Path) -> bool:
-    return run_state(directory) == "completed"
-
-
 def iter_results(results_root: Path, grid: str) -> list[dict[str, Any]]:
     """Every readable result of a grid (corrupt files are skipped here; `ablate status` names them)."""
     results = []

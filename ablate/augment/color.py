@@ -23,7 +23,7 @@ Why not call those four Kornia functions: each computes one adjustment for a who
 here every image has its own order, so they would run once per (position, adjustment) on regrouped
 subsets: ~540 tensor operations per batch (134 per position, counted with torch.profiler), which
 made colour the slowest stage on both CPU and GPU. Instead the three blend-type adjustments share
-one per-image formula (``blend``) and the hue is a branch-free form of the same HSV definition
+one per-image formula (``blend_``) and the hue is a branch-free form of the same HSV definition
 (``shift_hue``, 44 operations against Kornia's 89): ~280 operations per batch, indexing included.
 """
 
@@ -93,7 +93,7 @@ class Color(Operator):
 def jitter(images: torch.Tensor, active: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """The four adjustments in each sample's own order, on the samples where active.
 
-    Brightness, contrast and saturation are one operation with per-sample constants (``blend``), so
+    Brightness, contrast and saturation are one operation with per-sample constants (``blend_``), so
     at each of the four positions ONE blend runs over the whole batch, each sample with its own
     adjustment's reference and factor, or factor 1 (exactly the identity) when it does the hue there
     or is not jittered; then the hue runs on the samples that have it at that position. Half the
@@ -130,11 +130,6 @@ def blend_(images: torch.Tensor, weight: torch.Tensor, use_mean: torch.Tensor, u
     reference = torch.addcmul(mean * use_mean.view(-1, 1, 1, 1), gray, use_gray.view(-1, 1, 1, 1))
     weight = weight.view(-1, 1, 1, 1)
     return images.mul_(weight).add_(reference.mul_(1.0 - weight)).clamp_(0.0, 1.0)
-
-
-def blend(images: torch.Tensor, weight: torch.Tensor, use_mean: torch.Tensor, use_gray: torch.Tensor) -> torch.Tensor:
-    """``blend_`` on a copy."""
-    return blend_(images.clone(), weight, use_mean, use_gray)
 
 
 def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
