@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from ablate.config import RunSpec
+from ablate.cpu_memory import freed_memory_kept, keep_freed_memory
 from ablate.data import ImageData
 from ablate.methods.train import TrainStep, device_settings, train
 from ablate.run import build_trainable, seed_everything
@@ -72,6 +73,8 @@ def machine(device: torch.device) -> dict[str, str]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = str(torch.version.cuda)
+    if device.type == "cpu":
+        info["malloc"] = "glibc, freed memory kept (ablate.cpu_memory)" if freed_memory_kept() else "default"
     load = load_average()
     info["load average (1 min, at start)"] = "n/a" if load is None else f"{load:.2f}"
     return info
@@ -256,6 +259,7 @@ def cpu_benchmark(batch_size: int = 256, steps: int = 12, workers: int | None = 
     from ablate.methods.optim import build_optimizer, build_schedule
 
     device = torch.device("cpu")
+    keep_freed_memory()  # as ablate's CPU runs do (ablate/run.py); before the DataLoader forks, so its workers too
     workers = workers if workers is not None else int(machine(device)["cores"])
     spec = cpu_spec(batch_size)
     dataset_size = dataset_size or steps * batch_size

@@ -22,6 +22,7 @@ import torch
 
 import ablate
 from ablate.config import RunSpec
+from ablate.cpu_memory import keep_freed_memory
 from ablate.data import DatasetSplits, load_dataset
 from ablate.evaluate.features import extract_features
 from ablate.evaluate.knn import knn_accuracy
@@ -242,6 +243,8 @@ def run_and_store(
         "error": None,
     }
     device = pick_device()
+    if device.type == "cpu":
+        keep_freed_memory()  # ~10-20 % faster CPU steps: no page faults on batch-sized tensors (see the module)
     try:
         outcome = execute_run(spec, run_folder, progress, **train_options)
         device = outcome.pop("device")
