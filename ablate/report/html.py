@@ -20,6 +20,7 @@ h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; padding
 .counts span { display: inline-block; margin-right: 14px; }
 .failed-count { color: #c0392b; font-weight: 600; }
 .missing-count { color: #666; font-weight: 600; }
+.counts span.none { color: inherit; font-weight: normal; }  /* 0 failed is not an alarm */
 figure { margin: 12px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 table { border-collapse: collapse; margin: 10px 0 18px; font-size: 0.9em; }
@@ -59,7 +60,8 @@ def render_page(title: str, header: str, counts: dict[str, str], sections: list[
         f"<title>{html.escape(title)}</title>", f"<style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>", '<div class="header">',
         '<div class="counts">' + "".join(
-            f'<span class="{html.escape(key.split()[0])}-count">{html.escape(value)} {html.escape(key)}</span>' for key, value in counts.items()
+            f'<span class="{html.escape(key.split()[0])}-count{" none" if value == "0" else ""}">{html.escape(value)} {html.escape(key)}</span>'
+            for key, value in counts.items()
         ) + "</div>",
         f"<div>{html.escape(header)}</div></div>",
     ]

@@ -68,6 +68,14 @@ def test_page_is_self_contained_with_tables_and_images(page):
     assert '<span class="failed-count">2 failed</span>' in text and '<span class="missing-count">2 missing</span>' in text
 
 
+def test_zero_failed_and_missing_are_not_highlighted(tmp_path):
+    from ablate.report.html import render_page
+
+    text = render_page("t", "header", {"completed": "3", "failed": "0", "missing": "0"}, [], tmp_path)
+    assert '<span class="completed-count">3 completed</span>' in text
+    assert '<span class="failed-count none">0 failed</span>' in text and '<span class="missing-count none">0 missing</span>' in text
+
+
 def run_chromium(args, profile, timeout=90):
     command = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
