@@ -24,8 +24,6 @@ versions, load average) — `write_markdown`.
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
 from collections.abc import Iterator
@@ -34,6 +32,8 @@ from typing import Any
 
 import torch
 
+from ablate import bench_common
+from ablate.bench_common import TwoViewDataset, core_count, load_average, torchvision_simclr_views
 from ablate.config import RunSpec
 from ablate.cpu_memory import freed_memory_kept, keep_freed_memory
 from ablate.data import ImageData
@@ -46,37 +46,13 @@ CIFAR_TRAIN_IMAGES = 50_000
 # ------------------------------------------------------------------------------------------ machine
 
 
-def load_average() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device: torch.device) -> dict[str, str]:
-    import kornia
-    import torchvision
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = {"cpu": cpu_model(), "cores": str(cores), "torch threads": str(torch.get_num_threads()),
-            "torch": torch.__version__, "torchvision": torchvision.__version__, "kornia": kornia.__version__}
+    info = bench_common.machine(device)
     if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = str(torch.version.cuda)
     if device.type == "cpu":
         info["malloc"] = "glibc, freed memory kept (ablate.cpu_memory)" if freed_memory_kept() else "default"
-    load = load_average()
-    info["load average (1 min, at start)"] = "n/a" if load is None else f"{load:.2f}"
+    info["load average (1 min, at start)"] = load_average()
     return info
 
 
@@ -213,35 +189,6 @@ def cpu_spec(batch_size: int) -> RunSpec:
     })
 
 
-def torchvision_views():
-    """torchvision.transforms.v2 per image: the same operators and ranges as ablate's crop + color (s = 1)."""
-    import torchvision.transforms.v2 as T
-
-    s = 1.0
-    return T.Compose([
-        T.RandomResizedCrop(32, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
-        T.RandomHorizontalFlip(p=0.5),
-        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
-        T.RandomGrayscale(p=0.2),
-        T.ToDtype(torch.float32, scale=True),
-    ])
-
-
-class TwoViewDataset(torch.utils.data.Dataset):
-    """uint8 CHW images → two independently augmented float views (what a SimCLR DataLoader serves)."""
-
-    def __init__(self, images: torch.Tensor):
-        self.images = images
-        self.transform = torchvision_views()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.images[index]
-        return self.transform(image), self.transform(image)
-
-
 def _forever(loader) -> Iterator:
     while True:
         yield from loader
@@ -260,7 +207,7 @@ def cpu_benchmark(batch_size: int = 256, steps: int = 12, workers: int | None = 
 
     device = torch.device("cpu")
     keep_freed_memory()  # as ablate's CPU runs do (ablate/run.py); before the DataLoader forks, so its workers too
-    workers = workers if workers is not None else int(machine(device)["cores"])
+    workers = workers if workers is not None else core_count()
     spec = cpu_spec(batch_size)
     dataset_size = dataset_size or steps * batch_size
     spec = spec.model_copy(update={"dataset": spec.dataset.model_copy(update={"train_size": dataset_size, "test_size": 10})})
@@ -281,7 +228,7 @@ def cpu_benchmark(batch_size: int = 256, steps: int = 12, workers: int | None = 
     optimizer = build_optimizer(model, spec.train)
     schedule = build_schedule(optimizer, spec.train, steps)
     loader = torch.utils.data.DataLoader(
-        TwoViewDataset(images[: steps * batch_size]), batch_size=batch_size, shuffle=True, drop_last=True,
+        TwoViewDataset(images[: steps * batch_size], torchvision_simclr_views(32, blur=False, to_float=True)), batch_size=batch_size, shuffle=True, drop_last=True,
         num_workers=workers, persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
         generator=torch.Generator().manual_seed(0),
     )
@@ -302,7 +249,7 @@ def cpu_benchmark(batch_size: int = 256, steps: int = 12, workers: int | None = 
     images_done = steps * batch_size
     ablate_rate = images_done / ablate_seconds
     torchvision_rate = images_done / torchvision_seconds
-    info["load average (1 min, at end)"] = f"{load_average():.2f}" if load_average() is not None else "n/a"
+    info["load average (1 min, at end)"] = load_average()
     return {
         "mode": "cpu",
         "machine": info,

@@ -24,25 +24,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import kornia
 import kornia.augmentation as K
 import torch
 import torchvision
-import torchvision.transforms.v2 as T
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing ablate
+from ablate import bench_common
 from ablate.augment import ViewMaker
 from ablate.augment.blur import Blur
 from ablate.augment.color import Color
 from ablate.augment.crop import Crop
+from ablate.bench_common import TwoViewDataset, load_average, torchvision_simclr_views
 
 SIZE = 32
 
@@ -78,38 +77,10 @@ def kornia_views(device: torch.device) -> Callable[[torch.Tensor], tuple[torch.T
     return lambda x: (pipeline(x), pipeline(x))
 
 
-def torchvision_transform() -> T.Compose:
-    s = 1.0
-    return T.Compose(
-        [
-            T.RandomResizedCrop(SIZE, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
-            T.RandomHorizontalFlip(p=0.5),
-            T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5),
-        ]
-    )
-
-
-class TwoViews(Dataset):
-    """Per-image dataset returning two independently augmented views (what a SimCLR DataLoader does)."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
-        self.transform = torchvision_transform()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.images[index]
-        return self.transform(image), self.transform(image)
-
-
 def torchvision_loader(images: torch.Tensor, workers: int) -> Callable[[], int]:
     """One timed pass = one fresh epoch over the images through persistent workers; returns images seen."""
     loader = DataLoader(
-        TwoViews(images),
+        TwoViewDataset(images, torchvision_simclr_views(SIZE, blur=True, to_float=False)),
         batch_size=max(1, len(images) // (8 * max(workers, 1))),
         shuffle=False,
         num_workers=workers,
@@ -150,35 +121,8 @@ def interleaved_medians(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def load_average() -> str:
-    """1-minute load average (other processes on the machine), or n/a."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
-
-
 def machine(device: torch.device) -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cores": str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()),
-        "torch threads": str(torch.get_num_threads()),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "kornia": kornia.__version__,
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
+    return {**bench_common.machine(device), "device": str(device)}
 
 
 def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, repeats: int = 20) -> dict:

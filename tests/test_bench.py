@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ablate import bench
+from ablate.bench_common import torchvision_simclr_views
 from ablate.cli import main
 
 
@@ -39,9 +40,10 @@ def test_cpu_mode_compares_with_a_torchvision_dataloader():
 
 
 def test_torchvision_views_match_ablates_operators():
-    view = bench.torchvision_views()(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8))
+    pipeline = torchvision_simclr_views(32, blur=False, to_float=True)  # the train benchmark's
+    view = pipeline(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8))
     assert view.shape == (3, 32, 32) and view.dtype == torch.float32 and 0 <= float(view.min()) <= float(view.max()) <= 1
-    names = [type(t).__name__ for t in bench.torchvision_views().transforms]
+    names = [type(t).__name__ for t in pipeline.transforms]
     assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "RandomApply", "RandomGrayscale", "ToDtype"]
 
 
