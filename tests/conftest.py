@@ -1,11 +1,15 @@
 """Defaults for the whole test suite."""
 
 import os
+import sys
+from pathlib import Path
 
 # CI runs a real SLURM cluster (.ci/run), where `ablate run`'s default executor, auto, would send every
 # CLI test's runs to it. Tests run locally unless they ask for SLURM (tests/slurm/ pass --executor slurm);
 # set ABLATE_EXECUTOR=auto before pytest to send them all to the cluster.
 os.environ.setdefault("ABLATE_EXECUTOR", "local")
+
+sys.path.insert(0, str(Path(__file__).parent))  # cli_helpers, shared by tests in every folder
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

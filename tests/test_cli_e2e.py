@@ -1,11 +1,9 @@
 """End to end through the CLI: a tiny grid runs, stores one result per run, reports, and is not rerun."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from cli_helpers import run_ablate as ablate
 from PIL import Image
 
 TINY_GRID = """\
@@ -18,10 +16,6 @@ eval: {linear_epochs: 10, knn_k: 20}
 grid:
   pair: [crop, color]
 """
-
-
-def ablate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ distortion scales brightness and contrast by factors down to 0.2, and in a run o
 steps a batch-norm network does not learn to see shapes in views five times darker or flatter than
 the rest of the batch. Measured on `shapes` (SimCLR, 10 epochs, AdamW lr 0.008, s = 1, seed 0): 86.6 % linear top-1
 without the standardisation, 95.4 % when factors below 0.6 were left out, 95.7 % with it. The price,
-said plainly: for this model brightness and contrast jitter are damped, not removed; a view made five
-times flatter reaches the first convolution at about two thirds of its usual amplitude instead of a
-fifth (STANDARDISE_EPS keeps it from being fully undone; tests/models/test_small_cnn.py). Hue,
+said plainly: for this model brightness and contrast jitter are nearly removed; a view made five
+times flatter reaches the first convolution at about nine tenths of its usual amplitude instead of a
+fifth (only STANDARDISE_EPS keeps it from being fully undone; tests/models/test_small_cnn.py). Hue,
 saturation and grayscale act in full. The ResNets have no such step.
 """
 
@@ -31,8 +31,9 @@ def conv_block(channels_in: int, channels_out: int, stride: int) -> nn.Sequentia
     )
 
 
-# Added to the standard deviation (images on the [0, 1] scale) so that a flat image, all one colour,
-# is not amplified into noise.
+# Added to the standard deviation so that a flat image, all one colour, is not amplified into noise.
+# The backbone's input is already on ablate.models.Encoder's scale, (x - 0.5) / 0.25, so 0.05 here
+# is 0.0125 on the [0, 1] scale of the images.
 STANDARDISE_EPS = 0.05
 
 

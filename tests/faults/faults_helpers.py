@@ -52,8 +52,9 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def ablate(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m ablate ARGS` in a fresh interpreter, as a user types it."""
-    return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env or child_env())
+    from cli_helpers import run_ablate  # here, not at the top: the zygote imports this module without tests/ on its path
+
+    return run_ablate(*args, cwd=cwd, env=env or child_env(), timeout=timeout)
 
 
 # ------------------------------------------------------------------------------------------ results

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_ablate
 
 from ablate.config import load_grid
 from ablate.plan import plan_grid
@@ -73,8 +74,7 @@ def env() -> dict[str, str]:
 
 
 def ablate(folder: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=folder, capture_output=True, text=True,
-                          timeout=timeout, env=env())
+    return run_ablate(*args, cwd=folder, env=env(), timeout=timeout)
 
 
 class Background:
