@@ -53,11 +53,38 @@ def preflight(planned: list[PlannedRun]) -> None:
 # ------------------------------------------------------------------------------------------- run
 
 
+def check_environment() -> None:
+    """ABLATE_* variables read later by every run or by the SLURM follower: a bad value is bad input, said now."""
+    from ablate.execute.slurm import grace_seconds
+    from ablate.run import parse_device
+
+    try:
+        if os.environ.get("ABLATE_DEVICE"):
+            parse_device(os.environ["ABLATE_DEVICE"])
+    except ValueError as err:
+        raise UsageError(f"ABLATE_DEVICE: {err}") from None
+    try:
+        grace_seconds()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def device_argument(text: str):
+    """argparse type for --device: a device this machine has (argparse makes the error one line, exit 2)."""
+    from ablate.run import parse_device
+
+    try:
+        return parse_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def command_run(args: argparse.Namespace) -> int:
     from ablate.execute import runs_to_do
     from ablate.store import run_dir, run_state
 
     grid, planned = load_and_plan(args.grid, args.set)
+    check_environment()
     results_root = Path(args.results_dir)
     if args.dry_run:
         for run in planned:
@@ -164,6 +191,7 @@ def command_status(args: argparse.Namespace) -> int:
     from ablate.store import run_dir
 
     grid, planned = load_and_plan(args.grid, args.set)
+    check_environment()
     results_root = Path(args.results_dir)
     views = slurm.Follower(grid.name, results_root).look(planned)
     counts = {"completed": 0, "failed": 0, "pending": 0, "corrupt": 0, "running": 0, "queued": 0}
@@ -200,6 +228,7 @@ def command_status(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     from ablate.report.build import latest_grid, write_compare_report, write_report
+    from ablate.store import check_writable
 
     results_root = Path(args.results_dir)
 
@@ -225,6 +254,7 @@ def command_report(args: argparse.Namespace) -> int:
         return grid.name, [{"run_id": r.run_id, "spec": r.spec.model_dump(mode="json")} for r in planned]
 
     out = Path(args.out)
+    check_writable(out, min_free_bytes=0, what="report folder", option="--out")
     if args.compare:
         (name_a, plan_a), (name_b, plan_b) = resolve(args.compare[0]), resolve(args.compare[1])
         written = write_compare_report(results_root, name_a, name_b, out, args.metric, plan_a, plan_b)
@@ -248,8 +278,11 @@ def command_preview(args: argparse.Namespace) -> int:
     """Sample images of the grid's dataset under each operator alone and each ordered pair."""
     from ablate.data import DatasetUnavailable, load_dataset
     from ablate.preview import write_preview
+    from ablate.store import check_writable
 
     grid = load_grid(Path(args.grid), args.set)
+    out = Path(args.out) if args.out else Path(DEFAULT_REPORTS) / grid.name / "preview.png"
+    check_writable(out.parent, min_free_bytes=0, what="preview folder", option="--out")
     ops = args.ops.split(",") if args.ops else (grid.grid.get("pair") or list(grid.augment.ops))
     unknown = [op for op in ops if op not in OPERATOR_NAMES]
     if unknown:
@@ -258,7 +291,6 @@ def command_preview(args: argparse.Namespace) -> int:
         data = load_dataset(grid.dataset)
     except DatasetUnavailable as err:
         raise UsageError(str(err)) from None
-    out = Path(args.out) if args.out else Path(DEFAULT_REPORTS) / grid.name / "preview.png"
     print(write_preview(data.train.images, ops, grid.augment, out, seed=args.seed, n_images=args.images))
     return 0
 
@@ -339,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="speed benchmarks: `train` (a SimCLR training step) or `augment` (the views)")
     bench.add_argument("what", choices=("train", "augment"))
-    bench.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+    bench.add_argument("--device", type=device_argument, help="cuda or cpu (default: cuda when present)")
     bench.add_argument("--mode", choices=("auto", "device", "cpu"), default="auto",
                        help="train: device = ResNet-18 step on data preloaded on the device (default on CUDA); "
                             "cpu = ablate vs a torchvision DataLoader (default on a CPU)")

@@ -46,11 +46,24 @@ from ablate.store import write_result
 Progress = Callable[[dict[str, Any]], None]
 
 
+def parse_device(text: str) -> torch.device:
+    """A device name this machine has ('cpu', 'cuda', 'cuda:1'); ValueError with a one-line reason otherwise."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ValueError(f"{text!r} is not a device name; expected e.g. cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{text!r}: this machine has no CUDA device")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{text!r}: ablate runs on cpu or cuda")
+    return device
+
+
 def pick_device() -> torch.device:
     """CUDA when present, else CPU; ABLATE_DEVICE overrides (e.g. 'cpu' on a GPU machine)."""
     wanted = os.environ.get("ABLATE_DEVICE")
     if wanted:
-        return torch.device(wanted)
+        return parse_device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -71,7 +84,10 @@ def git_commit() -> str | None:
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        try:
+            return torch.cuda.get_device_name(device)
+        except (RuntimeError, AssertionError):  # no usable CUDA: the run has failed already; still write its result
+            return str(device)
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
@@ -180,12 +196,16 @@ def speed_metrics(outcome: TrainOutcome, views_per_image: int, encoder: torch.nn
     }
 
 
-def execute_run(spec: RunSpec, run_folder: Path | None = None, progress: Progress | None = None, **train_options) -> dict[str, Any]:
-    """Train and evaluate one spec; returns metrics, timings and training curves (raises on failure).
+def execute_run(
+    spec: RunSpec, run_folder: Path | None = None, progress: Progress | None = None, device: torch.device | None = None,
+    **train_options,
+) -> dict[str, Any]:
+    """Train and evaluate one spec on `device` (default: pick_device()); returns metrics, timings and
+    training curves (raises on failure).
 
     `train_options` go to `ablate.methods.train.train` (``stop_after_steps`` for resume tests).
     """
-    device = pick_device()
+    device = device or pick_device()
     settings: DeviceSettings = device_settings(spec, device)
     seed_everything(spec.seed)
     clock = time.perf_counter()
@@ -208,7 +228,6 @@ def execute_run(spec: RunSpec, run_folder: Path | None = None, progress: Progres
         "timings": {"data": data_seconds, "train": outcome.train_seconds, "eval": eval_seconds},
         "resumed_from_epoch": outcome.resumed_from_epoch,
         "fast_path": {"bf16": settings.autocast_bf16, "channels_last": settings.channels_last, "compile": settings.compile},
-        "device": device,
     }
 
 
@@ -242,12 +261,12 @@ def run_and_store(
         "timings": {},
         "error": None,
     }
-    device = pick_device()
-    if device.type == "cpu":
-        keep_freed_memory()  # ~10-20 % faster CPU steps: no page faults on batch-sized tensors (see the module)
+    device = torch.device("cpu")  # what provenance names if even choosing the device fails
     try:
-        outcome = execute_run(spec, run_folder, progress, **train_options)
-        device = outcome.pop("device")
+        device = pick_device()
+        if device.type == "cpu":
+            keep_freed_memory()  # ~10-20 % faster CPU steps: no page faults on batch-sized tensors (see the module)
+        outcome = execute_run(spec, run_folder, progress, device=device, **train_options)
         result.update(outcome)
         result["status"] = "completed"
     except InterruptedForTest:

@@ -85,8 +85,13 @@ def _write_error(path: Path, err: OSError) -> StoreWriteError:
     return StoreWriteError(err.errno, f"cannot write {path}: {cause}", str(path))
 
 
-def check_writable(results_root: Path, min_free_bytes: int = MIN_FREE_BYTES) -> None:
+def check_writable(
+    results_root: Path, min_free_bytes: int = MIN_FREE_BYTES, what: str = "results folder", option: str = "--results-dir"
+) -> None:
     """Raise ResultsUnwritable unless results_root is (or can become) a folder that takes files and has room.
+
+    `what` and `option` name the folder and the command-line option that chooses it in the messages;
+    report and preview output folders use the same check with min_free_bytes=0 (no space rule).
 
     Tried for real rather than judged from permission bits (root ignores them; read-only mounts and
     full disks only show on write): a probe file is written atomically in the folder, or in the
@@ -98,15 +103,15 @@ def check_writable(results_root: Path, min_free_bytes: int = MIN_FREE_BYTES) -> 
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise ResultsUnwritable(f"results folder {root} cannot be created: {existing} is a file, not a folder; "
-                                "choose another with --results-dir")
+        raise ResultsUnwritable(f"{what} {root} cannot be created: {existing} is a file, not a folder; "
+                                f"choose another with {option}")
     probe = existing / f".ablate-write-probe.{os.getpid()}"
     try:
         write_bytes_atomic(probe, b"ablate\n")
         if probe.read_bytes() != b"ablate\n":
-            raise ResultsUnwritable(f"results folder {root}: a probe file did not read back as written")
+            raise ResultsUnwritable(f"{what} {root}: a probe file did not read back as written")
     except OSError as err:
-        raise ResultsUnwritable(f"results folder {root} is not writable: {err.strerror or err}") from None
+        raise ResultsUnwritable(f"{what} {root} is not writable: {err.strerror or err}") from None
     finally:
         try:
             probe.unlink(missing_ok=True)
@@ -114,9 +119,9 @@ def check_writable(results_root: Path, min_free_bytes: int = MIN_FREE_BYTES) -> 
             pass
     free = shutil.disk_usage(existing).free
     if free < min_free_bytes:
-        raise ResultsUnwritable(f"results folder {root} has only {free / 2**20:.1f} MiB free; runs need at least "
+        raise ResultsUnwritable(f"{what} {root} has only {free / 2**20:.1f} MiB free; runs need at least "
                                 f"{min_free_bytes / 2**20:.0f} MiB for checkpoints and results. Free some space or "
-                                "choose another folder with --results-dir")
+                                f"choose another folder with {option}")
 
 
 def remove_orphan_temps(directory: Path, names: tuple[str, ...]) -> int:

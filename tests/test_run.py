@@ -82,6 +82,18 @@ def test_non_finite_loss_is_recorded_as_a_failed_run(tmp_path):
     assert json.loads((tmp_path / RESULT_FILE).read_text())["error"]["type"] == "NonFiniteLoss"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_the_machine_lacks_fails_the_run_with_a_result(tmp_path, monkeypatch):
+    # E.g. a SLURM job whose environment says ABLATE_DEVICE=cuda on a node without a GPU: the run's
+    # result records the failure (the grid goes on) instead of the process dying without one.
+    monkeypatch.setenv("ABLATE_DEVICE", "cuda")
+    result = run_and_store(RunSpec.model_validate(TINY), "g", "nocuda", tmp_path)
+    assert result["status"] == "failed" and result["error"]["type"] == "ValueError"
+    assert result["error"]["message"] == "'cuda': this machine has no CUDA device"
+    saved = json.loads((tmp_path / RESULT_FILE).read_text())
+    assert saved["status"] == "failed" and saved["provenance"]["device"].startswith("cpu")
+
+
 def test_method_is_a_grid_axis(tmp_path):
     grid_file = tmp_path / "methods.yaml"
     grid_file.write_text(json.dumps({"name": "methods", **TINY, "train": {**TINY["train"], "epochs": 1},

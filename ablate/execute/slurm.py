@@ -75,7 +75,14 @@ def grace_seconds() -> float:
     Covers the last write of a job and the attribute caches of NFS clients; ABLATE_SLURM_GRACE_S
     overrides the default of 30 s.
     """
-    return float(os.environ.get("ABLATE_SLURM_GRACE_S", "30"))
+    text = os.environ.get("ABLATE_SLURM_GRACE_S", "30")
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also refuses nan
+        raise ValueError(f"ABLATE_SLURM_GRACE_S is {text!r}; expected a number of seconds, 0 or more")
+    return value
 
 
 # ------------------------------------------------------------------------------------ availability

@@ -193,3 +193,36 @@ def test_an_unreadable_grid_file(tmp_path):
     path.chmod(0)
     process = ablate("run", path.name, cwd=tmp_path)
     assert process.returncode == 2 and "cannot be read (Permission denied)" in process.stderr
+
+
+# Bad values outside the grid file: environment variables a run reads, output folders, --device.
+OUTSIDE_THE_GRID = [
+    ("device-unknown", {"ABLATE_DEVICE": "nope"}, ["run", "grid.yaml", "--dry-run"],
+     "ablate: ABLATE_DEVICE: 'nope' is not a device name; expected e.g. cpu or cuda"),
+    ("grace-not-a-number", {"ABLATE_SLURM_GRACE_S": "abc"}, ["status", "grid.yaml"],
+     "ablate: ABLATE_SLURM_GRACE_S is 'abc'; expected a number of seconds, 0 or more"),
+    ("report-out-under-a-file", {}, ["report", "--grid", "ok", "--out", "afile/x"],
+     "ablate: report folder afile/x cannot be created: afile is a file, not a folder; choose another with --out"),
+    ("preview-out-under-a-file", {}, ["preview", "grid.yaml", "--out", "afile/x.png"],
+     "ablate: preview folder afile cannot be created: afile is a file, not a folder; choose another with --out"),
+]
+
+
+@pytest.mark.parametrize("name, env, argv, message", OUTSIDE_THE_GRID, ids=[case[0] for case in OUTSIDE_THE_GRID])
+def test_bad_environment_and_output_folders_exit_2_with_one_line(tmp_path, monkeypatch, capsys, name, env, argv, message):
+    from ablate import cli
+
+    write_case(tmp_path, VALID)
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.chdir(tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == message + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "grid.yaml"]  # nothing written
+
+
+def test_an_unknown_bench_device_is_a_usage_error(tmp_path):
+    process = ablate("bench", "augment", "--device", "nope", cwd=tmp_path)
+    assert process.returncode == 2 and "Traceback" not in process.stderr
+    assert process.stderr.splitlines()[-1] == "ablate bench: error: argument --device: 'nope' is not a device name; expected e.g. cpu or cuda"
