@@ -33,6 +33,8 @@ from typing import Any
 import torch
 
 from ablate import bench_common
+from ablate.augment.color import Color
+from ablate.augment.crop import Crop
 from ablate.bench_common import TwoViewDataset, core_count, load_average, torchvision_simclr_views
 from ablate.config import RunSpec
 from ablate.cpu_memory import freed_memory_kept, keep_freed_memory
@@ -189,6 +191,12 @@ def cpu_spec(batch_size: int) -> RunSpec:
     })
 
 
+def torchvision_views(spec: RunSpec):
+    """The DataLoader side's per-image pipeline: the same crop and colour settings as the ablate side's spec."""
+    return torchvision_simclr_views(spec.dataset.image_size, Crop.from_spec(spec.augment), Color.from_spec(spec.augment),
+                                    blur=None, to_float=True)
+
+
 def _forever(loader) -> Iterator:
     while True:
         yield from loader
@@ -228,7 +236,7 @@ def cpu_benchmark(batch_size: int = 256, steps: int = 12, workers: int | None = 
     optimizer = build_optimizer(model, spec.train)
     schedule = build_schedule(optimizer, spec.train, steps)
     loader = torch.utils.data.DataLoader(
-        TwoViewDataset(images[: steps * batch_size], torchvision_simclr_views(32, blur=False, to_float=True)), batch_size=batch_size, shuffle=True, drop_last=True,
+        TwoViewDataset(images[: steps * batch_size], torchvision_views(spec)), batch_size=batch_size, shuffle=True, drop_last=True,
         num_workers=workers, persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
         generator=torch.Generator().manual_seed(0),
     )

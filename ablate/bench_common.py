@@ -15,6 +15,10 @@ import torch
 import torchvision.transforms.v2 as T
 from torch.utils.data import Dataset
 
+from ablate.augment.blur import Blur, kernel_size
+from ablate.augment.color import Color, factor_range, hue_range
+from ablate.augment.crop import Crop
+
 
 def load_average() -> str:
     """1-minute load average (other processes share the machine), as text, or n/a."""
@@ -51,20 +55,21 @@ def machine(device: torch.device) -> dict[str, str]:
     return info
 
 
-def torchvision_simclr_views(size: int, blur: bool, to_float: bool) -> T.Compose:
-    """torchvision.transforms.v2 per image, with the ranges of ablate's crop + color (s = 1) [+ blur].
+def torchvision_simclr_views(size: int, crop: Crop, color: Color, blur: Blur | None, to_float: bool) -> T.Compose:
+    """torchvision.transforms.v2 per image, with the settings of ablate's own operators (crop, color [, blur]).
 
-    ``to_float``: for uint8 input, convert to float in [0, 1] at the end (float input needs nothing).
+    The ranges are read from the operators the ablate side of a benchmark uses, so the two sides
+    cannot drift apart. ``to_float``: for uint8 input, convert to float in [0, 1] at the end.
     """
-    s = 1.0
+    factors = factor_range(color.strength)
     steps = [
-        T.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
-        T.RandomHorizontalFlip(p=0.5),
-        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
-        T.RandomGrayscale(p=0.2),
+        T.RandomResizedCrop(size, scale=crop.scale, ratio=crop.ratio, antialias=True),
+        T.RandomHorizontalFlip(p=crop.flip_p),
+        T.RandomApply([T.ColorJitter(factors, factors, factors, hue_range(color.strength))], p=color.jitter_p),
+        T.RandomGrayscale(p=color.grayscale_p),
     ]
-    if blur:
-        steps.append(T.RandomApply([T.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5))
+    if blur is not None:
+        steps.append(T.RandomApply([T.GaussianBlur(kernel_size(size), sigma=blur.sigma)], p=blur.p))
     if to_float:
         steps.append(T.ToDtype(torch.float32, scale=True))
     return T.Compose(steps)

@@ -80,7 +80,7 @@ def kornia_views(device: torch.device) -> Callable[[torch.Tensor], tuple[torch.T
 def torchvision_loader(images: torch.Tensor, workers: int) -> Callable[[], int]:
     """One timed pass = one fresh epoch over the images through persistent workers; returns images seen."""
     loader = DataLoader(
-        TwoViewDataset(images, torchvision_simclr_views(SIZE, blur=True, to_float=False)),
+        TwoViewDataset(images, torchvision_simclr_views(SIZE, Crop(), Color(strength=1.0), Blur(), to_float=False)),
         batch_size=max(1, len(images) // (8 * max(workers, 1))),
         shuffle=False,
         num_workers=workers,

@@ -40,7 +40,8 @@ def test_cpu_mode_compares_with_a_torchvision_dataloader():
 
 
 def test_torchvision_views_match_ablates_operators():
-    pipeline = torchvision_simclr_views(32, blur=False, to_float=True)  # the train benchmark's
+    spec = bench.cpu_spec(16)
+    pipeline = bench.torchvision_views(spec)  # the train benchmark's DataLoader side
     view = pipeline(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8))
     assert view.shape == (3, 32, 32) and view.dtype == torch.float32 and 0 <= float(view.min()) <= float(view.max()) <= 1
     names = [type(t).__name__ for t in pipeline.transforms]
@@ -67,3 +68,21 @@ def test_cli_bench_augment_calls_the_augment_benchmark(tmp_path, monkeypatch, ca
 def test_the_augment_benchmark_script_is_found():
     module = bench.load_augment_benchmark()
     assert callable(module.run_benchmark) and callable(module.markdown)
+
+
+def test_torchvision_pipeline_takes_its_ranges_from_ablates_operators():
+    from ablate.augment.blur import Blur
+    from ablate.augment.color import Color
+    from ablate.augment.crop import Crop
+
+    crop, color, blur = Crop(scale=(0.3, 0.9), ratio=(0.5, 2.0), flip_p=0.25), Color(strength=0.5, jitter_p=0.7, grayscale_p=0.1), Blur(sigma=(0.2, 1.0), p=0.4)
+    resize, flip, jitter, gray, blurring = torchvision_simclr_views(32, crop, color, blur, to_float=False).transforms
+    assert resize.scale == (0.3, 0.9) and resize.ratio == (0.5, 2.0) and flip.p == 0.25
+    # strength 0.5: factors in [1 - 0.4, 1 + 0.4], hue in [-0.1, 0.1] of a turn (the paper's definition).
+    (colour_jitter,) = jitter.transforms
+    assert jitter.p == 0.7 and gray.p == 0.1
+    for factors in (colour_jitter.brightness, colour_jitter.contrast, colour_jitter.saturation):
+        assert factors == pytest.approx((0.6, 1.4))
+    assert colour_jitter.hue == pytest.approx((-0.1, 0.1))
+    (gaussian,) = blurring.transforms
+    assert blurring.p == 0.4 and list(gaussian.sigma) == pytest.approx([0.2, 1.0]) and list(gaussian.kernel_size) == [3, 3]
