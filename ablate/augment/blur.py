@@ -2,7 +2,8 @@
 
 Kernel: odd, about 10 % of the image side, as SimCLR's official code computes it
 (side // 10, made odd by 2 * (k // 2) + 1), at least 3: 3 on 32 px, 23 on 224 px.
-Kornia's ``gaussian_blur2d`` takes one sigma per image, so the whole blurred subset is one call.
+The blurred subset is one call of ``gaussian`` below, one sigma per image: a separable form of
+``kornia.filters.gaussian_blur2d``, tested against it.
 Border: reflect (Kornia's default); SimCLR's TF code pads with zeros, which darkens the border of
 small images — a 3×3 kernel on 32 px would darken a tenth of the pixels, so we prefer reflect.
 """

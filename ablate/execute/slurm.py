@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -666,7 +666,6 @@ class Counts:
     running: int = 0
     pending: int = 0  # queued on SLURM, or just ended and not yet decided
     requeues: int = 0
-    failed_ids: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         requeued = f", {self.requeues} requeue{'s' if self.requeues != 1 else ''}" if self.requeues else ""
@@ -680,7 +679,6 @@ def count(views: list[RunView]) -> Counts:
             counts.completed += 1
         elif view.state in ("failed", "corrupt"):
             counts.failed += 1
-            counts.failed_ids.append(view.run.run_id)
         elif view.state == "running":
             counts.running += 1
         else:

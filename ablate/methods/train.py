@@ -184,9 +184,6 @@ class TrainStep:
     make_inputs: Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, ...]]
     loss: Callable[[tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return self.loss(self.make_inputs(images, labels, generator), labels)
-
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> None:
     optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,4 @@
-"""Projection head (SimCLR §2: a 2-layer MLP, ReLU between) and the linear classifier head."""
+"""Projection head (SimCLR §2: a 2-layer MLP, ReLU between). The linear probe is in ablate/evaluate/linear.py."""
 
 from __future__ import annotations
 

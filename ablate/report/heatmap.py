@@ -47,14 +47,6 @@ class PairTable:
         return self.matrix("mean")
 
     @property
-    def std(self) -> pd.DataFrame:
-        return self.matrix("std")
-
-    @property
-    def count(self) -> pd.DataFrame:
-        return self.matrix("n")
-
-    @property
     def row_mean(self) -> pd.Series:
         """Mean over each row's cells that have a value (diagonal included, as in the paper)."""
         return self.mean.mean(axis=1, skipna=True)
