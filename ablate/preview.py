@@ -10,7 +10,7 @@ targeted operators.
 
 from __future__ import annotations
 
-import os
+import io
 from itertools import permutations
 from pathlib import Path
 
@@ -21,7 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from ablate.augment import ViewMaker  # noqa: E402
+from ablate.augment.base import to_unit_float  # noqa: E402
 from ablate.config import AugmentSpec  # noqa: E402
+from ablate.store import write_bytes_atomic  # noqa: E402
 
 CELL_INCHES = 0.95
 
@@ -39,7 +41,7 @@ def preview_columns(ops: list[str], spec: AugmentSpec) -> list[tuple[str, list[s
 def render_column(images: torch.Tensor, ops: list[str] | None, spec: AugmentSpec, seed: int) -> torch.Tensor:
     """float32 B×3×H×W in [0, 1]: the images (ops None), the base crop (ops []), or view 1 under ops."""
     if ops is None:
-        return images.float() / 255 if images.dtype == torch.uint8 else images.float()
+        return to_unit_float(images)
     generator = torch.Generator(device=images.device).manual_seed(seed)
     if not ops:
         maker = ViewMaker(spec.model_copy(update={"ops": ["crop"]}))
@@ -81,9 +83,8 @@ def write_preview(
     )
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    figure.savefig(tmp, dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    os.replace(tmp, out_path)
+    write_bytes_atomic(out_path, buffer.getvalue())
     return out_path

@@ -6,6 +6,7 @@ a GPU and augmentation runs there; labels are int64 (−1 for unlabelled images)
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,21 @@ def data_root(spec: DatasetSpec) -> Path:
 def cache_root() -> Path:
     """Folder for decoded/generated datasets ($ABLATE_CACHE, default ~/.cache/ablate)."""
     return Path(os.environ.get("ABLATE_CACHE", Path.home() / ".cache" / "ablate")).expanduser()
+
+
+def save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Save decoded/generated tensors to the cache atomically (a reader sees the old file or the whole new one).
+
+    A cache that cannot be written is not an error: it only costs decoding or generating again.
+    """
+    from ablate.store import write_bytes_atomic  # local import: data must not depend on store at import
+
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    try:
+        write_bytes_atomic(path, buffer.getvalue())
+    except OSError:
+        pass
 
 
 def subset(data: ImageData, size: int | None, seed: int) -> ImageData:

@@ -24,17 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset, pil_loader
 from torchvision.transforms.v2 import functional as F
 
 from ablate.config import DatasetSpec
-from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, cache_root, data_root, subset
+from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, cache_root, data_root, save_cache, subset
 
 TEST_FRACTION = 0.2  # of each class, for a folder without train/ and test/
 CACHE_FORMAT = 1  # bump when the cached content changes meaning
@@ -49,7 +47,7 @@ def load(spec: DatasetSpec) -> DatasetSplits:
     """The folder at ``data_root(spec)`` as uint8 splits of ``image_size`` px (cached after the first load)."""
     root = data_root(spec).resolve()
     classes, files = list_files(root)
-    decoded = _cached_or_decoded(root, classes, files, spec.image_size)
+    decoded = _cached_or_decoded(root, files, spec.image_size)
     images, labels, is_test = decoded["images"], decoded["labels"], decoded["is_test"]
     if not _has_split_folders(root):
         is_test = split_per_class(labels, TEST_FRACTION, spec.seed)
@@ -125,7 +123,7 @@ def cache_path(root: Path, files: list[tuple[str, int, bool]], image_size: int) 
     return cache_root() / f"folder-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
 
 
-def _cached_or_decoded(root: Path, classes: list[str], files: list[tuple[str, int, bool]], side: int) -> dict:
+def _cached_or_decoded(root: Path, files: list[tuple[str, int, bool]], side: int) -> dict:
     path = cache_path(root, files, side)
     cached = _read_cache(path, len(files), side)
     if cached is not None:
@@ -134,9 +132,8 @@ def _cached_or_decoded(root: Path, classes: list[str], files: list[tuple[str, in
         "images": decode_all([root / rel for rel, _, _ in files], side),
         "labels": torch.tensor([label for _, label, _ in files], dtype=torch.int64),
         "is_test": torch.tensor([is_test for _, _, is_test in files], dtype=torch.bool),
-        "classes": classes,
     }
-    _write_atomically(decoded, path)
+    save_cache(path, decoded)
     return decoded
 
 
@@ -152,19 +149,6 @@ def _read_cache(path: Path, count: int, side: int) -> dict | None:
     if not isinstance(images, torch.Tensor) or tuple(images.shape) != (count, 3, side, side):
         return None
     return cached
-
-
-def _write_atomically(data: dict, path: Path) -> None:
-    """Temp file in the same folder, then os.replace: a reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(data, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------------------- decode
@@ -185,7 +169,7 @@ def decode_one(path: Path, side: int) -> torch.Tensor:
         rgb = pil_loader(str(path))
     except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for truncated / unknown files
         raise DatasetUnavailable(f"cannot decode {path} ({err}); remove or replace the file") from None
-    image = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
+    image = F.pil_to_tensor(rgb)
     if min(image.shape[1:]) != side:
         image = F.resize(image, side, antialias=True)
     return F.center_crop(image, [side, side])

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config import DatasetSpec
-from ablate.data import DatasetSplits, ImageData, cache_root
+from ablate.data import DatasetSplits, ImageData, cache_root, save_cache
 
 CLASSES = ["disk", "square", "triangle", "plus", "ring", "star", "stripes", "checker", "dots", "waves"]
 DEFAULT_TRAIN_SIZE = 4000
@@ -125,8 +125,6 @@ def _cache_key(n: int, image_size: int, seed: int) -> str:
 @lru_cache(maxsize=4)
 def _generate_cached(n: int, image_size: int, seed: int) -> ImageData:
     """Generated once per machine: read from the cache folder when present, else made and saved there."""
-    from ablate.store import write_bytes_atomic  # local import: data must not depend on store at import
-
     path = cache_root() / f"shapes-{_cache_key(n, image_size, seed)}.pt"
     if path.exists():
         try:
@@ -135,14 +133,7 @@ def _generate_cached(n: int, image_size: int, seed: int) -> ImageData:
         except Exception:  # a damaged cache is regenerated, never trusted
             path.unlink(missing_ok=True)
     data = generate(n, image_size, seed)
-    import io
-
-    buffer = io.BytesIO()
-    torch.save({"images": data.images, "labels": data.labels}, buffer)
-    try:
-        write_bytes_atomic(path, buffer.getvalue())
-    except OSError:
-        pass  # an unwritable cache only costs regeneration time
+    save_cache(path, {"images": data.images, "labels": data.labels})
     return data
 
 
