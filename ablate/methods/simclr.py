@@ -19,8 +19,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     n = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
     logits = z @ z.T / temperature
-    # An embedding is never its own negative: remove the diagonal from the softmax.
-    logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    # An embedding is never its own negative: remove the diagonal from the softmax. In place (no
+    # (2N)² mask, no copy); autograd allows it, since dividing by a number keeps no tensor for backward.
+    logits.fill_diagonal_(float("-inf"))
     # Made on the device: a CPU tensor copied over would make the host wait for the GPU every step.
     positives = (torch.arange(2 * n, device=z.device) + n) % (2 * n)
     return F.cross_entropy(logits, positives)

@@ -320,10 +320,10 @@ def train(
                 if progress and (state.step_in_epoch % LOSS_CHECK_EVERY == 0 or last_of_epoch):
                     progress({"epoch": state.epoch + 1, "step": state.step_in_epoch, "steps_per_epoch": steps_per_epoch, "loss": value})
             state.train_seconds += time.perf_counter() - started
-            started = time.perf_counter()
             if checkpoint and time.monotonic() - last_save > spec.train.checkpoint_minutes * 60:
                 save(batches.generator_state())
                 last_save = time.monotonic()
+            started = time.perf_counter()  # after the save: writing checkpoints is not training time
             if stop_after_steps is not None and state.global_step >= stop_after_steps:
                 if checkpoint:
                     save(batches.generator_state())
