@@ -36,7 +36,6 @@ from ablate.methods.train import (
     ModelForward,
     TrainOutcome,
     TrainStep,
-    autocast,
     device_settings,
     train,
 )
@@ -173,8 +172,7 @@ def evaluate(model: torch.nn.Module, data: DatasetSplits, spec: RunSpec, setting
         "labelled_examples": probe.train_examples,
     }
     if isinstance(model, Supervised):
-        with autocast(settings):
-            metrics["supervised_top1"], metrics["supervised_top5"] = model.accuracy(data.test.images, data.test.labels)
+        metrics["supervised_top1"], metrics["supervised_top5"] = model.classifier_accuracy(test_features, test_labels)
     return metrics
 
 

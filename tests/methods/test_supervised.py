@@ -7,6 +7,7 @@ from torch import nn
 
 from ablate.config import RunSpec
 from ablate.data import load_dataset
+from ablate.evaluate.features import extract_features
 from ablate.methods.supervised import Supervised
 from ablate.methods.train import device_settings, train
 from ablate.run import build_trainable, seed_everything
@@ -46,6 +47,7 @@ def test_accuracy_is_that_of_the_classifier_on_plain_images():
     for i, channel in enumerate([0, 1, 2, 1]):
         images[i, channel] = 200
     labels = torch.tensor([0, 1, 0, 1])  # image 2 is brightest in channel 2: wrong; runner-up is a tie
-    top1, top5 = model.accuracy(images, labels, batch_size=3)
+    features = extract_features(model.encoder, images, torch.device("cpu"), batch_size=3)  # as evaluate() does
+    top1, top5 = model.classifier_accuracy(features, labels)
     assert top1 == 75.0 and top5 == 100.0
     assert model.training  # restored
