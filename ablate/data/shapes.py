@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,10 @@ from ablate.data import DatasetSplits, ImageData, cache_root, save_cache
 CLASSES = ["disk", "square", "triangle", "plus", "ring", "star", "stripes", "checker", "dots", "waves"]
 DEFAULT_TRAIN_SIZE = 4000
 DEFAULT_TEST_SIZE = 1000
-GENERATOR_VERSION = 4  # bump when the drawing changes, so old caches are not reused
+GENERATOR_VERSION = 4  # the version named in the docs; bump when the drawing changes
+# Cache files are keyed by a hash of this file too, so a changed generator never reuses an old cache
+# even when the version was not bumped (it happened here: an experiment's cache outlived its code).
+SOURCE_FINGERPRINT = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 SUPERSAMPLE = 2
 # Tint ranges (HSV): saturated and bright enough that the hue is well defined and the shape stands out.
 SATURATION_RANGE = (0.6, 1.0)
@@ -118,7 +122,7 @@ def generate(n: int, image_size: int, seed: int) -> ImageData:
 
 
 def _cache_key(n: int, image_size: int, seed: int) -> str:
-    text = f"shapes-v{GENERATOR_VERSION}-{n}-{image_size}-{seed}"
+    text = f"shapes-v{GENERATOR_VERSION}-{SOURCE_FINGERPRINT}-{n}-{image_size}-{seed}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

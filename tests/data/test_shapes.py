@@ -76,3 +76,21 @@ def test_load_uses_the_cache_folder(tmp_path, monkeypatch):
     assert torch.equal(first.train.images, second.train.images) and torch.equal(first.test.labels, second.test.labels)
     assert len(first.train) == 100 and len(first.test) == 50 and first.classes == shapes.CLASSES
     shapes._generate_cached.cache_clear()
+
+
+def test_a_changed_generator_does_not_reuse_the_cache(tmp_path, monkeypatch):
+    # The key holds a hash of shapes.py: another source text means another cache file, and a file
+    # written by other code (here: zeros under the other fingerprint) is never read for this one.
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path))
+    spec = DatasetSpec(name="shapes", train_size=20, test_size=10, image_size=16, seed=5)
+    monkeypatch.setattr(shapes, "SOURCE_FINGERPRINT", "other-code")
+    shapes._generate_cached.cache_clear()
+    stale = tmp_path / f"shapes-{shapes._cache_key(30, 16, 5)}.pt"
+    torch.save({"images": torch.zeros(30, 3, 16, 16, dtype=torch.uint8), "labels": torch.zeros(30, dtype=torch.int64)}, stale)
+    monkeypatch.undo()
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path))
+    shapes._generate_cached.cache_clear()
+    data = load_dataset(spec)
+    assert torch.equal(data.train.images, shapes.generate(30, 16, 5).images[:20])
+    assert len(list(tmp_path.glob("shapes-*.pt"))) == 2  # the stale file and the current one
+    shapes._generate_cached.cache_clear()
