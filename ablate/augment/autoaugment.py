@@ -102,6 +102,22 @@ class AutoAugment(Operator):
         table = POLICIES[policy]
         self._ops = torch.tensor([[NAMES.index(name) for name, _, _ in sub] for sub in table])  # 25×2
         self._probs = torch.tensor([[p for _, p, _ in sub] for sub in table])  # 25×2
+        self._on_device: dict[tuple[torch.device, int, int], dict[str, torch.Tensor]] = {}
+
+    def _tables(self, device: torch.device, height: int, width: int) -> dict[str, torch.Tensor]:
+        """The policy's tables on `device` for images of this size, made once (not a host-to-device copy per batch)."""
+        key = (torch.device(device), height, width)
+        if key not in self._on_device:
+            table = POLICIES[self.policy]
+            self._on_device[key] = {
+                "ops": self._ops.to(device),
+                "probs": self._probs.to(device),
+                "magnitudes": torch.tensor(
+                    [[magnitude(name, b, height, width) for name, _, b in sub] for sub in table], device=device
+                ),
+                "signed": torch.tensor([k in SIGNED for k in range(len(NAMES))], device=device),
+            }
+        return self._on_device[key]
 
     @classmethod
     def from_spec(cls, spec: AugmentSpec) -> "AutoAugment":
@@ -115,20 +131,17 @@ class AutoAugment(Operator):
         signs = torch.rand((batch_size, 2), generator=generator, device=device) < 0.5
         return {
             "subpolicy": subpolicy,
-            "applied": coins < self._probs.to(device)[subpolicy],
+            "applied": coins < self._tables(device, height, width)["probs"][subpolicy],
             "sign": 1.0 - 2.0 * signs.float(),
         }
 
     def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
         height, width = images.shape[-2:]
-        table = POLICIES[self.policy]
-        mags = torch.tensor(
-            [[magnitude(name, b, height, width) for name, _, b in sub] for sub in table], device=images.device
-        )
+        tables = self._tables(images.device, height, width)
         subpolicy = params["subpolicy"]
-        ops = self._ops.to(images.device)[subpolicy]  # B×2 operation index
-        signed = torch.tensor([k in SIGNED for k in range(len(NAMES))], device=images.device)[ops]
-        values = mags[subpolicy] * torch.where(signed, params["sign"], torch.ones_like(params["sign"]))
+        ops = tables["ops"][subpolicy]  # B×2 operation index
+        signed = tables["signed"][ops]
+        values = tables["magnitudes"][subpolicy] * torch.where(signed, params["sign"], torch.ones_like(params["sign"]))
         out = images
         for step in range(2):
             out = self._step(out, ops[:, step], values[:, step], params["applied"][:, step])
@@ -155,13 +168,14 @@ def warp(images: torch.Tensor, ops: torch.Tensor, values: torch.Tensor) -> torch
     matrix[:, 1, 0] = -shear_y
     matrix[:, 0, 2] = torch.where(ops == 2, values, 0.0) - 0.5 * shear_x  # TranslateX, pixels
     matrix[:, 1, 2] = torch.where(ops == 3, values, 0.0) - 0.5 * shear_y  # TranslateY, pixels
+    # Rotation rows replace the whole 2×3 part; computed for every image and selected with where, not
+    # behind an `any()` test or a boolean index, each of which would make the host wait for a GPU.
     rotate = ops == 4
-    if rotate.any():
-        centre = torch.tensor([[(width - 1) / 2, (height - 1) / 2]], device=images.device).expand(batch, 2)
-        rotation = kornia.geometry.transform.get_rotation_matrix2d(
-            centre, torch.where(rotate, values, 0.0), torch.ones(batch, 2, device=images.device)
-        )
-        matrix[rotate, :2] = rotation[rotate]
+    centre = torch.tensor([[(width - 1) / 2, (height - 1) / 2]], device=images.device).expand(batch, 2)
+    rotation = kornia.geometry.transform.get_rotation_matrix2d(
+        centre, torch.where(rotate, values, 0.0), torch.ones(batch, 2, device=images.device)
+    )
+    matrix[:, :2] = torch.where(rotate[:, None, None], rotation, matrix[:, :2])
     return kornia.geometry.transform.warp_affine(
         images, matrix[:, :2], (height, width), mode="nearest", padding_mode="zeros", align_corners=True
     )
@@ -195,7 +209,9 @@ def autocontrast(images: torch.Tensor) -> torch.Tensor:
     """Each channel stretched to [0, 1]; a flat channel is left as is (torchvision/PIL)."""
     low = images.amin(dim=(-2, -1), keepdim=True)
     high = images.amax(dim=(-2, -1), keepdim=True)
-    stretched = kornia.enhance.normalize_min_max(images, 0.0, 1.0, eps=0.0)
+    # kornia.enhance.normalize_min_max's formula, without computing the minimum and maximum again;
+    # flat channels divide by zero and are then not selected.
+    stretched = (images - low) / (high - low)
     return torch.where(high > low, stretched, images).clamp(0.0, 1.0)
 
 
