@@ -80,18 +80,17 @@ def device_argument(text: str):
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from ablate.execute import runs_to_do
-    from ablate.store import run_dir, run_state
+    from ablate.execute import run_states, runs_to_do
 
     grid, planned = load_and_plan(args.grid, args.set)
     check_environment()
     results_root = Path(args.results_dir)
+    states = run_states(planned, results_root, grid.name)  # every result file read once, here
+    todo = runs_to_do(planned, states, args.retry_failed)
     if args.dry_run:
         for run in planned:
-            state = run_state(run_dir(results_root, grid.name, run.run_id))
             axes = " ".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}" for k, v in run.axes.items())
-            print(f"{run.run_id}  {state:<9}  {axes}")
-        todo = runs_to_do(planned, results_root, grid.name, args.retry_failed)
+            print(f"{run.run_id}  {states[run.run_id]:<9}  {axes}")
         print(f"grid {grid.name}: {len(planned)} runs, {len(planned) - len(todo)} done or skipped, {len(todo)} to run")
         return 0
     import os
@@ -102,8 +101,7 @@ def command_run(args: argparse.Namespace) -> int:
     if args.executor not in EXECUTORS:
         raise UsageError(f"ABLATE_EXECUTOR is {args.executor!r}; expected one of {', '.join(EXECUTORS)}")
     executor, why = choose_executor(args.executor)
-    todo = runs_to_do(planned, results_root, grid.name, args.retry_failed)
-    earlier_failures = [r for r in planned if run_state(run_dir(results_root, grid.name, r.run_id)) == "failed"]
+    earlier_failures = [r for r in planned if states[r.run_id] == "failed"]
     if not todo:
         nothing = "nothing to train" + ("; nothing submitted to SLURM" if executor == "slurm" else "")
         print(f"grid {grid.name}: all {len(planned)} runs are already done; {nothing}. Results in {results_root / grid.name}")
@@ -119,7 +117,7 @@ def command_run(args: argparse.Namespace) -> int:
     preflight(todo)
     from ablate.execute.local import run_local
 
-    summary = run_local(planned, grid.name, results_root, jobs=args.jobs, retry_failed=args.retry_failed,
+    summary = run_local(todo, grid.name, results_root, len(planned), jobs=args.jobs, retry_failed=args.retry_failed,
                         show_progress=not args.quiet)
     print(f"grid {grid.name}: {summary.total} runs: {summary.completed} completed now, {summary.skipped} already done, "
           f"{len(summary.failed)} failed. Results in {results_root / grid.name}")

@@ -23,12 +23,12 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error message)
 
 
-def runs_to_do(planned: list[PlannedRun], results_root: Path, grid: str, retry_failed: bool = True) -> list[PlannedRun]:
+def run_states(planned: list[PlannedRun], results_root: Path, grid: str) -> dict[str, str]:
+    """run_id -> state (completed, failed, corrupt, pending) from each run's result file, read once."""
+    return {run.run_id: run_state(run_dir(results_root, grid, run.run_id)) for run in planned}
+
+
+def runs_to_do(planned: list[PlannedRun], states: dict[str, str], retry_failed: bool = True) -> list[PlannedRun]:
     """The planned runs without a completed result (failed ones only when retry_failed)."""
-    todo = []
-    for run in planned:
-        state = run_state(run_dir(results_root, grid, run.run_id))
-        if state == "completed" or (state == "failed" and not retry_failed):
-            continue
-        todo.append(run)
-    return todo
+    skip = {"completed"} if retry_failed else {"completed", "failed"}
+    return [run for run in planned if states[run.run_id] not in skip]

@@ -8,7 +8,7 @@ from typing import Any
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from ablate.execute import Summary, runs_to_do
+from ablate.execute import Summary
 from ablate.plan import PlannedRun
 from ablate.execute.claim import run_claimed
 
@@ -38,9 +38,12 @@ def _run_quietly(run: PlannedRun, grid: str, results_root: Path, retry_failed: b
     return run_claimed(run, grid, results_root, retry_failed)
 
 
-def run_local(planned: list[PlannedRun], grid: str, results_root: Path, jobs: int = 1, retry_failed: bool = True, show_progress: bool = True) -> Summary:
-    todo = runs_to_do(planned, results_root, grid, retry_failed)
-    summary = Summary(grid=grid, total=len(planned), skipped=len(planned) - len(todo))
+def run_local(
+    todo: list[PlannedRun], grid: str, results_root: Path, total: int, jobs: int = 1, retry_failed: bool = True,
+    show_progress: bool = True,
+) -> Summary:
+    """Run `todo` (the grid's `total` planned runs less those already done) here, in order or `jobs` at once."""
+    summary = Summary(grid=grid, total=total, skipped=total - len(todo))
     if not todo:
         return summary
     outer = tqdm(total=len(todo), desc=f"grid {grid}", unit="run", position=0, disable=not show_progress)
