@@ -107,7 +107,7 @@ def device_benchmark(
     timed call is one full epoch of the same model, i.e. exactly what a run does after its first steps.
     """
     from ablate.augment import ViewMaker
-    from ablate.models.flops import count_flops, device_peak_flops
+    from ablate.models.flops import count_flops, device_peak_flops, training_flops_per_second
 
     device = torch.device(device)
     spec = device_spec(arch, batch_size, compile_model, "bf16" if device.type == "cuda" else "fp32")
@@ -147,9 +147,9 @@ def device_benchmark(
     say(f"views of one batch: {1000 * augment_seconds:.2f} ms ({1000 * augment_host_seconds:.2f} ms to launch)")
 
     flops_per_view = count_flops(model.encoder, (3, 32, 32))
-    step_flops = 3 * 2 * batch_size * flops_per_view
     peak = device_peak_flops(device)
-    achieved = step_flops / step_seconds
+    achieved = training_flops_per_second(flops_per_view, 2 * batch_size / step_seconds)  # two views per image
+    model_only_achieved = training_flops_per_second(flops_per_view, 2 * batch_size / model_seconds)
     return {
         "mode": "device",
         "machine": machine(device),
@@ -170,7 +170,7 @@ def device_benchmark(
         "peak_tflops": peak / 1e12 if peak else None,
         "mfu": achieved / peak if peak else None,
         "model_only_ms_per_step": 1000 * model_seconds,
-        "model_only_mfu": step_flops / model_seconds / peak if peak else None,
+        "model_only_mfu": model_only_achieved / peak if peak else None,
         "augment_ms": 1000 * augment_seconds,
         "augment_host_ms": 1000 * augment_host_seconds,
         "augment_fraction": augment_seconds / step_seconds,

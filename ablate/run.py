@@ -178,14 +178,14 @@ def evaluate(model: torch.nn.Module, data: DatasetSplits, spec: RunSpec, setting
 
 def speed_metrics(outcome: TrainOutcome, views_per_image: int, encoder: torch.nn.Module, spec: RunSpec, device: torch.device) -> dict[str, float | None]:
     """Training images per second and model-FLOP utilisation (forward + backward ≈ 3× forward)."""
-    from ablate.models.flops import count_flops, device_peak_flops
+    from ablate.models.flops import count_flops, device_peak_flops, training_flops_per_second
 
     seconds = max(outcome.train_seconds, 1e-9)
     views_per_second = outcome.images_seen * views_per_image / seconds
     size = spec.dataset.image_size
     flops_per_view = count_flops(encoder, (3, size, size))
     peak = device_peak_flops(device)
-    achieved = 3 * flops_per_view * views_per_second
+    achieved = training_flops_per_second(flops_per_view, views_per_second)
     return {
         "images_per_second": outcome.images_seen / seconds,
         "encoder_gflops_per_view": flops_per_view / 1e9,

@@ -82,3 +82,8 @@ def device_peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda" or not torch.cuda.is_available():
         return None
     return peak_flops_for_name(torch.cuda.get_device_name(device))
+
+
+def training_flops_per_second(flops_per_view: float, views_per_second: float) -> float:
+    """Model FLOPs per second of training: forward + backward ≈ 3 × the forward pass, for every view."""
+    return 3 * flops_per_view * views_per_second

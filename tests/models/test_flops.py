@@ -79,3 +79,10 @@ def test_table_and_cpu() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 def test_this_gpu_is_known() -> None:
     assert device_peak_flops(torch.device("cuda")) == peak_flops_for_name(torch.cuda.get_device_name())
+
+
+def test_training_flops_count_forward_and_backward_as_three_forwards():
+    from ablate.models.flops import training_flops_per_second
+
+    # 10 FLOPs per forward view, 4 views per second: forward 40 + backward (≈ 2× forward) 80 = 120.
+    assert training_flops_per_second(10.0, 4.0) == 120.0
