@@ -22,9 +22,10 @@ import pandas as pd
 
 from ablate.report.data import (  # noqa: F401  (ReportError and latest_grid are part of this module's interface)
     PAIR_AXES, Facet, GridFrame, ReportError, check_axis, check_metric, facet_keys, latest_grid, load_grid_frame,
-    split_on, varying_axes,
+    slug, split_on, varying_axes,
 )
 from ablate.report.html import Section, render_page
+from ablate.report.tables import html_table
 from ablate.store import write_bytes_atomic
 
 FIGURE_FORMATS = ("png", "pdf", "svg")
@@ -60,10 +61,6 @@ def write_text(path: Path, text: str) -> Path:
     return write_file(path, text.encode("utf-8"))
 
 
-def slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text)
-
-
 def seed_note(part: pd.DataFrame) -> str:
     seeds = sorted(set(part.loc[part["status"] == "completed", "seed"].dropna())) if "seed" in part else []
     if len(seeds) > 1:
@@ -83,7 +80,6 @@ def heatmap_section(grid: GridFrame, out: Path, metric: str = "linear_top1", ope
     """Figure 5 per facet; heatmap.csv (facet columns first when there are facets) and heatmap.md."""
     from ablate.report.heatmap import (draw_heatmap, metric_label, pair_frame, pair_operators, pair_table, table_csv,
                                        table_markdown, value_range)
-    from ablate.report.tables import html_table
 
     pairs = pair_frame(grid.frame)
     if pairs.empty and not operators:
@@ -103,7 +99,7 @@ def heatmap_section(grid: GridFrame, out: Path, metric: str = "linear_top1", ope
             title += f"\n{facet.label}"
         add_facet(section, frames, markdown, facet, title, out / f"heatmap{facet.suffix}",
                   draw_heatmap(table, title, header, metric, vrange), table_csv(table), table_markdown(table),
-                  pair_html(table, title.replace("\n", " · "), html_table))
+                  pair_html(table, title.replace("\n", " · ")))
     write_section_tables(section, out / "heatmap", frames, markdown)
     return section
 
@@ -127,14 +123,12 @@ def write_section_tables(section: Section, stem: Path, frames: list[pd.DataFrame
     section.files.append(write_text(stem.with_suffix(".md"), "\n".join(markdown)))
 
 
-def pair_html(table: Any, caption: str, html_table: Any) -> str:
-    import numpy as np
-
+def pair_html(table: Any, caption: str) -> str:
     rows = []
     for first in table.operators:
         cells = [(table.cell(first, second).text(), table.cell(first, second).state) for second in table.operators]
-        mean = table.row_mean[first]
-        cells.append(("—", "missing") if np.isnan(mean) else (f"{mean:.1f}" + ("" if table.row_complete(first) else "*"), "ok"))
+        mean = table.row_mean_text(first)
+        cells.append(("—", "missing") if mean is None else (mean, "ok"))
         rows.append((first, cells))
     return html_table("1st \\ 2nd", table.operators + ["row mean"], rows, caption)
 
@@ -235,7 +229,6 @@ def write_compare_report(results_root: Path, grid_a: str, grid_b: str, out_root:
     """reports/compare-<A>-vs-<B>/: the pair heatmap of B − A cell by cell, per shared facet."""
     from ablate.report.heatmap import (diff_csv, diff_markdown, diff_table, draw_difference, metric_label, pair_frame,
                                        pair_operators, pair_table)
-    from ablate.report.tables import html_table
 
     if grid_a == grid_b:
         raise ReportError(f"--compare needs two different grids, got {grid_a!r} twice")
@@ -264,27 +257,24 @@ def write_compare_report(results_root: Path, grid_a: str, grid_b: str, out_root:
         title = f"Δ {metric_label(metric)}: B ({grid_b}) − A ({grid_a})" + (f"\n{facet.label}" if facet.values else "")
         add_facet(section, frames, markdown, facet, title, out / f"difference{facet.suffix}",
                   draw_difference(table, title, header, metric, (grid_a, grid_b)), diff_csv(table), diff_markdown(table),
-                  diff_html(table, title.replace("\n", " · "), html_table))
+                  diff_html(table, title.replace("\n", " · ")))
     write_section_tables(section, out / "difference", frames, markdown)
     counts = {f"{k} (A)": v for k, v in counts_of(a).items()} | {f"{k} (B)": v for k, v in counts_of(b).items()}
     page = render_page(f"ablate compare: {grid_b} − {grid_a}", header, counts, [section], out)
     return section.files + [write_text(out / "index.html", page)]
 
 
-def diff_html(table: Any, caption: str, html_table: Any) -> str:
-    import numpy as np
-
+def diff_html(table: Any, caption: str) -> str:
     rows = []
     for first in table.operators:
         cells = []
         for second in table.operators:
             cell = table.cells[(first, second)]
             if cell.state == "both":
-                text = f"{cell.diff:+.1f}" + ("" if np.isnan(cell.stderr) else f" ± {cell.stderr:.1f}")
-                cells.append((text, "ok"))
+                cells.append((cell.diff_text(" ± "), "ok"))
             else:
                 cells.append((cell.state if cell.state != "neither" else "—", "only" if cell.state.startswith("only") else "missing"))
-        mean = table.row_mean(first)
-        cells.append(("—", "missing") if np.isnan(mean) else (f"{mean:+.1f}", "ok"))
+        mean = table.row_mean_text(first)
+        cells.append(("—", "missing") if mean is None else (mean, "ok"))
         rows.append((first, cells))
     return html_table("1st \\ 2nd", table.operators + ["row mean"], rows, caption)

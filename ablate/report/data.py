@@ -94,11 +94,10 @@ def latest_grid(results_root: Path) -> str:
     """The grid under results_root whose results changed most recently."""
     if not results_root.is_dir():
         raise ReportError(f"no results folder at {results_root}; run `ablate run GRID` first")
-    grids = [d for d in results_root.iterdir() if d.is_dir() and any(d.glob("*/result.json"))]
+    grids = known_grids(results_root)
     if not grids:
         raise ReportError(f"no results under {results_root}; run `ablate run GRID` first")
-    newest = max(grids, key=lambda d: max(f.stat().st_mtime for f in d.glob("*/result.json")))
-    return newest.name
+    return max(grids, key=lambda name: max(f.stat().st_mtime for f in (results_root / name).glob("*/result.json")))
 
 
 def known_grids(results_root: Path) -> list[str]:
@@ -138,6 +137,11 @@ def load_grid_frame(results_root: Path, grid: str, planned: Sequence[dict[str, A
 
 
 # ------------------------------------------------------------------------------------------ values
+
+
+def slug(text: str) -> str:
+    """Text made safe as part of a file name: letters, digits and . _ - kept, anything else '_'."""
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text)
 
 
 def hashable(value: Any) -> Any:
@@ -220,11 +224,7 @@ class Facet:
     @property
     def suffix(self) -> str:
         """File-name suffix, e.g. '--method-simclr--color_strength-0.5' ('' when there is no facet)."""
-        parts = []
-        for axis, value in self.values:
-            text = f"{axis.split('.')[-1]}-{format_value(value)}"
-            parts.append("".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text))
-        return "".join(f"--{part}" for part in parts)
+        return "".join(f"--{slug(axis.split('.')[-1] + '-' + format_value(value))}" for axis, value in self.values)
 
 
 def varying_axes(frame: pd.DataFrame, laid_out: Sequence[str]) -> list[str]:

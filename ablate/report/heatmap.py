@@ -22,7 +22,6 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from ablate.config import OPERATORS  # noqa: E402
 from ablate.report.data import MISSING, Cell, collect_cells, metric_label  # noqa: E402, F401
 
-PAPER_ORDER = ["crop", "cutout", "color", "sobel", "noise", "blur", "rotate"]
 MISSING_HATCH, FAILED_HATCH, ONLY_HATCH = "///", "xx", "\\\\\\"
 MISSING_COLOR, FAILED_COLOR, ONLY_COLOR = "0.55", "#c0392b", "#7d3c98"
 HATCHES = {"missing": (MISSING_HATCH, MISSING_COLOR), "failed": (FAILED_HATCH, FAILED_COLOR), "only": (ONLY_HATCH, ONLY_COLOR)}
@@ -54,15 +53,19 @@ class PairTable:
     def row_complete(self, first: str) -> bool:
         return all(self.cell(first, b).n for b in self.operators)
 
+    def row_mean_text(self, first: str) -> str | None:
+        """The row's mean as shown everywhere ('73.1'; '73.1*' when a cell of the row has no result), None without one."""
+        mean = self.row_mean[first]
+        return None if np.isnan(mean) else f"{mean:.1f}" + ("" if self.row_complete(first) else "*")
+
     def typical_n(self) -> int:
         counts = [c.n for c in self.cells.values() if c.n]
         return max(counts) if counts else 0
 
 
 def operator_order(names: set[str]) -> list[str]:
-    """The paper's order first, then any other operator in the vocabulary's order, then the rest."""
-    known = [op for op in PAPER_ORDER if op in names]
-    known += [op for op in OPERATORS if op in names and op not in known]
+    """Operators in the vocabulary's order (the paper's seven first: config.OPERATORS), then the rest."""
+    known = [op for op in OPERATORS if op in names]
     return known + sorted(names - set(known))
 
 
@@ -193,10 +196,8 @@ def draw_heatmap(table: PairTable, title: str, header: str, metric: str = "linea
             labels[i][j] = cell_label(cell, typical)
             states[i][j] = cell.state
         values[i, -1] = row_mean[first]
-        if np.isnan(row_mean[first]):
-            labels[i][-1], states[i][-1] = "missing", "missing"
-        else:
-            labels[i][-1] = f"{row_mean[first]:.1f}" + ("" if table.row_complete(first) else "*")
+        text = table.row_mean_text(first)
+        labels[i][-1], states[i][-1] = ("missing", "missing") if text is None else (text, "ok")
     low, high = vrange or value_range([table])
     figure, axes, bar_axes = _figure(len(ops))
     cmap = plt.get_cmap("viridis")
@@ -218,8 +219,7 @@ def table_markdown(table: PairTable) -> str:
     lines = ["| 1st \\ 2nd | " + " | ".join(ops) + " | row mean |", "|---" * (len(ops) + 2) + "|"]
     for first in ops:
         cells = [table.cell(first, second).text() for second in ops]
-        mean = table.row_mean[first]
-        cells.append(MISSING if np.isnan(mean) else f"{mean:.1f}" + ("" if table.row_complete(first) else "*"))
+        cells.append(table.row_mean_text(first) or MISSING)
         lines.append(f"| {first} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -263,6 +263,10 @@ class DiffCell:
             return float("nan")
         return float(np.sqrt(self.a.std**2 / self.a.n + self.b.std**2 / self.b.n))
 
+    def diff_text(self, separator: str) -> str:
+        """A cell present in both grids: '+1.2', then separator + the standard error where known ('+1.2 ± 0.4')."""
+        return f"{self.diff:+.1f}" + ("" if np.isnan(self.stderr) else f"{separator}{self.stderr:.1f}")
+
 
 @dataclass
 class DiffTable:
@@ -272,6 +276,12 @@ class DiffTable:
     def row_mean(self, first: str) -> float:
         diffs = [self.cells[(first, b)].diff for b in self.operators if self.cells[(first, b)].state == "both"]
         return float(np.mean(diffs)) if diffs else float("nan")
+
+    def row_mean_text(self, first: str) -> str | None:
+        """'+1.2' ('+1.2*' when some cell of the row is not in both grids), None when none is."""
+        mean = self.row_mean(first)
+        complete = all(self.cells[(first, b)].state == "both" for b in self.operators)
+        return None if np.isnan(mean) else f"{mean:+.1f}" + ("" if complete else "*")
 
 
 def diff_table(a: PairTable, b: PairTable) -> DiffTable:
@@ -290,14 +300,13 @@ def draw_difference(table: DiffTable, title: str, header: str, metric: str, name
             cell = table.cells[(first, second)]
             values[i, j] = cell.diff
             if cell.state == "both":
-                labels[i][j] = f"{cell.diff:+.1f}" + ("" if np.isnan(cell.stderr) else f"\n±{cell.stderr:.1f}")
+                labels[i][j] = cell.diff_text("\n±")
             else:
                 labels[i][j] = {"only A": f"only A\n({names[0]})", "only B": f"only B\n({names[1]})"}.get(cell.state, "missing")
                 states[i][j] = "only" if cell.state.startswith("only") else "missing"
         values[i, -1] = table.row_mean(first)
-        complete = all(table.cells[(first, b)].state == "both" for b in ops)
-        labels[i][-1] = "missing" if np.isnan(values[i, -1]) else f"{values[i, -1]:+.1f}" + ("" if complete else "*")
-        states[i][-1] = "missing" if np.isnan(values[i, -1]) else "ok"
+        text = table.row_mean_text(first)
+        labels[i][-1], states[i][-1] = ("missing", "missing") if text is None else (text, "ok")
     finite = np.abs(values[np.isfinite(values)])
     bound = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     figure, axes, bar_axes = _figure(len(ops))
@@ -335,10 +344,9 @@ def diff_markdown(table: DiffTable) -> str:
         for second in ops:
             cell = table.cells[(first, second)]
             if cell.state == "both":
-                cells.append(f"{cell.diff:+.1f}" + ("" if np.isnan(cell.stderr) else f" ± {cell.stderr:.1f}"))
+                cells.append(cell.diff_text(" ± "))
             else:
                 cells.append(cell.state if cell.state != "neither" else MISSING)
-        mean = table.row_mean(first)
-        cells.append(MISSING if np.isnan(mean) else f"{mean:+.1f}")
+        cells.append(table.row_mean_text(first) or MISSING)
         lines.append(f"| {first} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

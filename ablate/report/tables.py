@@ -13,7 +13,9 @@ from typing import Any, Callable
 import pandas as pd
 
 from ablate.config import OPERATORS
-from ablate.report.data import PAIR_AXES, Cell, Facet, GridFrame, collect_cells, format_value, fraction_label, metric_label, sort_key, split_facets
+from ablate.report.data import (
+    PAIR_AXES, Cell, Facet, GridFrame, collect_cells, format_value, fraction_label, hashable, metric_label, sort_key, split_facets,
+)
 
 TABLE1_AXES = ("method", "augment.color_strength", "augment.ops", "ops", "first_op", "second_op")
 METHOD_NAMES = {"simclr": "SimCLR", "supervised": "Supervised"}
@@ -111,7 +113,7 @@ def pivot(grid: GridFrame, rows: str, cols: str, metric: str) -> list[CellTable]
         laid_out += list(PAIR_AXES)
     tables = []
     for facet, part in split_facets(grid.frame, laid_out):
-        cells = collect_cells(part, metric, lambda run: _key(run[rows]), lambda run: _key(run[cols]))
+        cells = collect_cells(part, metric, lambda run: hashable(run[rows]), lambda run: hashable(run[cols]))
         row_values = sorted({k[0] for k in cells}, key=axis_sort_key(rows))
         col_values = sorted({k[1] for k in cells}, key=axis_sort_key(cols))
         title = f"{metric_label(metric)} by {rows} × {cols}" + (f" ({facet.label})" if facet.values else "")
@@ -127,14 +129,6 @@ def axis_sort_key(axis: str) -> Callable[[Any], tuple]:
         return sort_key
     rank = {op: index for index, op in enumerate(OPERATORS)}
     return lambda value: (0, tuple(rank.get(op, len(rank)) for op in str(value).split("+")), str(value))
-
-
-def _key(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(value)
-    if isinstance(value, float) and pd.isna(value):
-        return None
-    return value
 
 
 # ------------------------------------------------------------------------------------------- output

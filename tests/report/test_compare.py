@@ -79,3 +79,17 @@ def test_compare_needs_two_pair_grids(tmp_path):
         write_compare_report(root, "a", "a", tmp_path / "reports")
     with pytest.raises(ReportError, match="no results for grid 'zzz'"):
         write_compare_report(root, "a", "zzz", tmp_path / "reports")
+
+
+def test_markdown_cells_and_row_means_read_as_in_the_figure(compared):
+    # crop row: crop→crop and crop→color in both grids, crop→blur / crop→rotate in one only, so its mean is
+    # over the two shared cells and starred, as in the figure and the HTML table.
+    out, values, _ = compared
+    diffs = {k: statistics.mean(values["b"][k]) - statistics.mean(values["a"][k]) for k in (("crop", "crop"), ("crop", "color"))}
+    a, b = values["a"][("crop", "color")], values["b"][("crop", "color")]
+    stderr = np.sqrt(statistics.variance(a) / 3 + statistics.variance(b) / 2)
+    crop_row = next(line for line in (out / "difference.md").read_text().splitlines() if line.startswith("| crop |"))
+    cells = [c.strip() for c in crop_row.strip("|").split("|")]
+    assert cells[2] == f"{diffs[('crop', 'color')]:+.1f} ± {stderr:.1f}"
+    assert cells[-1] == f"{statistics.mean(diffs.values()):+.1f}*"
+    assert f"{statistics.mean(diffs.values()):+.1f}*" in (out / "index.html").read_text()
