@@ -326,10 +326,15 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_markdown(results: dict[str, Any], out: Path) -> Path:
+    return write_text(out, markdown(results))
+
+
+def write_text(out: Path, text: str) -> Path:
+    """A benchmark's table, written atomically."""
     from ablate.store import write_bytes_atomic
 
     out = Path(out)
-    write_bytes_atomic(out, markdown(results).encode("utf-8"))
+    write_bytes_atomic(out, text.encode("utf-8"))
     return out
 
 
@@ -337,43 +342,56 @@ def default_out(device: torch.device) -> Path:
     return Path("benchmarks") / "results" / f"train-{torch.device(device).type}.md"
 
 
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train_mode(device: torch.device, mode: str) -> str:
+    """'device' (ResNet-18 step on data preloaded on the device) on CUDA, 'cpu' (vs a DataLoader) on a CPU, unless forced."""
+    return mode if mode != "auto" else ("device" if device.type == "cuda" else "cpu")
+
+
 def run_train_benchmark(device: str | torch.device | None = None, mode: str = "auto", out: Path | None = None, **options) -> dict[str, Any]:
     """`ablate bench train`: device mode on CUDA, cpu mode on a CPU (mode='device'/'cpu' forces one)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    chosen = mode if mode != "auto" else ("device" if device.type == "cuda" else "cpu")
+    device = torch.device(device or default_device())
+    chosen = train_mode(device, mode)
     results = device_benchmark(device, **options) if chosen == "device" else cpu_benchmark(**options)
     write_markdown(results, Path(out) if out else default_out(device))
     return results
+
+
+class BenchmarkUnavailable(Exception):
+    """benchmarks/bench_augment.py is not there (ablate installed from a wheel, not run from a checkout)."""
+
+
+def augment_script_candidates() -> list[Path]:
+    return [Path(__file__).resolve().parents[1] / "benchmarks" / "bench_augment.py", Path.cwd() / "benchmarks" / "bench_augment.py"]
 
 
 def load_augment_benchmark():
     """benchmarks/bench_augment.py of this checkout (it lives beside the package, not inside it)."""
     import importlib.util
 
-    candidates = [Path(__file__).resolve().parents[1] / "benchmarks" / "bench_augment.py", Path.cwd() / "benchmarks" / "bench_augment.py"]
-    for path in candidates:
+    for path in augment_script_candidates():
         if path.is_file():
             spec = importlib.util.spec_from_file_location("ablate_bench_augment", path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)  # type: ignore[union-attr]
             return module
-    raise FileNotFoundError("benchmarks/bench_augment.py not found: run `ablate bench augment` from an ablate checkout")
+    raise BenchmarkUnavailable("benchmarks/bench_augment.py not found: run `ablate bench augment` from an ablate checkout")
 
 
 def bench_command(args) -> int:
     """`ablate bench train|augment` (the CLI's handler): run, print the table, write it to --out."""
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(args.device or default_device())
     if args.what == "augment":
         module = load_augment_benchmark()
         results = module.run_benchmark(device, args.batch or 256, args.repeats)
         text = module.markdown(results)
-        out = Path(args.out) if args.out else Path("benchmarks") / "results" / f"augment-{device.type}.md"
-        from ablate.store import write_bytes_atomic
-
-        write_bytes_atomic(out, text.encode("utf-8"))
+        out = write_text(Path(args.out) if args.out else Path("benchmarks") / "results" / f"augment-{device.type}.md", text)
     else:
         options: dict[str, Any] = {}
-        chosen = args.mode if args.mode != "auto" else ("device" if device.type == "cuda" else "cpu")
+        chosen = train_mode(device, args.mode)
         if args.batch:
             options["batch_size"] = args.batch
         if chosen == "device" and args.no_compile:
@@ -381,7 +399,7 @@ def bench_command(args) -> int:
         if chosen == "cpu" and args.steps:
             options["steps"] = args.steps
         out = Path(args.out) if args.out else default_out(device)
-        results = run_train_benchmark(device, chosen, out, **options)
+        results = run_train_benchmark(device, chosen, out, **options)  # chosen is not "auto": not resolved again
         text = markdown(results)
     print(text)
     print(f"written to {out}")

@@ -297,9 +297,12 @@ def command_preview(args: argparse.Namespace) -> int:
 
 
 def command_bench(args: argparse.Namespace) -> int:
-    from ablate.bench import bench_command
+    from ablate.bench import BenchmarkUnavailable, bench_command
 
-    return bench_command(args)
+    try:
+        return bench_command(args)
+    except BenchmarkUnavailable as err:  # bench augment outside a checkout: benchmarks/ is not installed
+        raise UsageError(str(err)) from None
 
 
 # ------------------------------------------------------------------------------------------ main

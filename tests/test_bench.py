@@ -86,3 +86,10 @@ def test_torchvision_pipeline_takes_its_ranges_from_ablates_operators():
     assert colour_jitter.hue == pytest.approx((-0.1, 0.1))
     (gaussian,) = blurring.transforms
     assert blurring.p == 0.4 and list(gaussian.sigma) == pytest.approx([0.2, 1.0]) and list(gaussian.kernel_size) == [3, 3]
+
+
+def test_bench_augment_outside_a_checkout_is_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "augment_script_candidates", lambda: [])
+    assert main(["bench", "augment", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        "ablate: benchmarks/bench_augment.py not found: run `ablate bench augment` from an ablate checkout\n")
