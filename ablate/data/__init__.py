@@ -69,6 +69,17 @@ def save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         pass
 
 
+def per_class_sample(labels: torch.Tensor, count: Callable[[int], int], seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded random `count(n)` of each class's n examples (classes drawn in sorted order)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = labels.cpu()
+    chosen = []
+    for label in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == label).flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[: count(len(members))]])
+    return torch.cat(chosen).sort().values
+
+
 def subset(data: ImageData, size: int | None, seed: int) -> ImageData:
     """A seeded random subset of `size` images (all of them when size is None or larger)."""
     if size is None or size >= len(data):

@@ -32,7 +32,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from torchvision.transforms.v2 import functional as F
 
 from ablate.config import DatasetSpec
-from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, cache_root, data_root, save_cache, subset
+from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, cache_root, data_root, per_class_sample, save_cache, subset
 
 TEST_FRACTION = 0.2  # of each class, for a folder without train/ and test/
 CACHE_FORMAT = 1  # bump when the cached content changes meaning
@@ -101,12 +101,8 @@ def _images(root: Path, folder: Path, class_to_idx: dict[str, int], allow_empty:
 
 def split_per_class(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     """Boolean mask: in each class a seeded random round(fraction × n) of its images is True (test)."""
-    generator = torch.Generator().manual_seed(seed)
     is_test = torch.zeros(len(labels), dtype=torch.bool)
-    for label in torch.unique(labels).tolist():  # sorted, so the draws are in a fixed order
-        members = torch.nonzero(labels == label).flatten()
-        count = int(fraction * len(members) + 0.5)
-        is_test[members[torch.randperm(len(members), generator=generator)[:count]]] = True
+    is_test[per_class_sample(labels, lambda n: int(fraction * n + 0.5), seed)] = True
     return is_test
 
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.data import per_class_sample
+
 
 @dataclass
 class LinearProbeResult:
@@ -27,14 +29,7 @@ def label_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tens
     """Indices of a class-balanced `fraction` of the labelled examples (at least one per class)."""
     if fraction >= 1.0:
         return torch.arange(labels.shape[0], device=labels.device)
-    generator = torch.Generator().manual_seed(seed)
-    chosen = []
-    cpu_labels = labels.cpu()
-    for cls in torch.unique(cpu_labels):
-        members = torch.nonzero(cpu_labels == cls).flatten()
-        keep = max(1, round(fraction * members.numel()))
-        chosen.append(members[torch.randperm(members.numel(), generator=generator)[:keep]])
-    return torch.cat(chosen).sort().values.to(labels.device)
+    return per_class_sample(labels, lambda n: max(1, round(fraction * n)), seed).to(labels.device)
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
