@@ -25,3 +25,8 @@ def generator(seed: int = 0) -> torch.Generator:
 def standard_error_bound(p: float, n: int, k: float = 3.0) -> float:
     """k standard errors of a proportion p over n draws (the tolerance of probability checks)."""
     return k * (p * (1 - p) / n) ** 0.5
+
+
+def uint8_images(batch: int = 16, seed: int = 0) -> torch.Tensor:
+    """structured_images as uint8 [0, 255], as datasets hold them (not the built-in dataset: tests stay independent of it)."""
+    return (structured_images(batch, seed=seed) * 255).round().to(torch.uint8)

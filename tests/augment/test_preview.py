@@ -6,16 +6,11 @@ from pathlib import Path
 
 import matplotlib.image
 import torch
-from augment_helpers import structured_images
+from augment_helpers import uint8_images
 
 from ablate.augment import ViewMaker
 from ablate.config import AugmentSpec
 from ablate.preview import CELL_INCHES, preview_columns, render_column, write_preview
-
-
-def shapes_like(n: int = 4) -> torch.Tensor:
-    """uint8 images of our own (the test does not depend on the built-in dataset)."""
-    return (structured_images(n, seed=5) * 255).round().to(torch.uint8)
 
 
 def test_columns_are_original_base_each_op_and_each_ordered_pair() -> None:
@@ -32,7 +27,7 @@ def test_columns_are_original_base_each_op_and_each_ordered_pair() -> None:
 
 def test_cells_are_the_training_views_with_a_shared_base_crop() -> None:
     spec = AugmentSpec(protocol="one_branch")
-    images = shapes_like()
+    images = uint8_images(4, seed=5)
     base = render_column(images, [], spec, seed=3)
     generator = torch.Generator().manual_seed(3)
     view1, view2 = ViewMaker(spec.model_copy(update={"ops": ["color", "rotate"]})).pair(images, generator)
@@ -43,7 +38,7 @@ def test_cells_are_the_training_views_with_a_shared_base_crop() -> None:
 
 def test_write_preview_writes_a_png_of_the_expected_size(tmp_path: Path) -> None:
     ops = ["crop", "color", "sobel"]
-    out = write_preview(shapes_like(6), ops, AugmentSpec(protocol="one_branch"), tmp_path / "p" / "preview.png", seed=0, n_images=3)
+    out = write_preview(uint8_images(6, seed=5), ops, AugmentSpec(protocol="one_branch"), tmp_path / "p" / "preview.png", seed=0, n_images=3)
     assert out == tmp_path / "p" / "preview.png" and out.is_file()
     assert not list(out.parent.glob(".*tmp*"))  # the temporary file was moved into place
     picture = matplotlib.image.imread(out)

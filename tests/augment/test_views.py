@@ -2,17 +2,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from augment_helpers import generator, structured_images
+from augment_helpers import generator, structured_images, uint8_images
 
 from ablate.augment import ViewMaker, build_operator
 from ablate.augment.crop import Crop
 from ablate.config import AugmentSpec
 
 DEVICE = torch.device("cpu")
-
-
-def uint8_images(batch: int = 16, seed: int = 0) -> torch.Tensor:
-    return (structured_images(batch, seed=seed) * 255).round().to(torch.uint8)
 
 
 def test_spec_options_reach_the_operators() -> None:
