@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,31 @@ def pair_value(first: str, second: str, seed: int, offset: float = 0.0) -> float
 
 def ordered_pairs(ops: list[str]) -> list[list[str]]:
     return [[a] if a == b else [a, b] for a, b in itertools.product(ops, ops)]
+
+
+def pair_grid(
+    root: Path, grid: str, ops: list[str], seeds: tuple[int, ...], absent: tuple[tuple[str, str], ...] = (),
+    failed: Callable[[tuple[str, str], int], bool] = lambda key, seed: False,
+    value: Callable[[str, str, int], float] = pair_value, seconds: float = 30.0, **spec_options: Any,
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], list[float]]]:
+    """Every ordered pair of `ops` × `seeds` planned; pairs in `absent` never ran, runs where `failed` failed,
+    the others completed with `value`. Returns (the plan, the values written per (first, second) cell)."""
+    plan, written, results = [], {}, []
+    for pair in ordered_pairs(ops):
+        key = (pair[0], pair[-1])
+        for seed in seeds:
+            spec = make_spec(pair, seed, **spec_options)
+            plan.append({"run_id": run_id(spec), "spec": spec})
+            if key in absent:
+                continue
+            if failed(key, seed):
+                results.append(make_result(spec, grid, None, status="failed"))
+                continue
+            number = value(*key, seed)
+            written.setdefault(key, []).append(number)
+            results.append(make_result(spec, grid, number, seconds=seconds))
+    write_results(root, grid, results)
+    return plan, written
 
 
 def distinct_colours(pixels: np.ndarray) -> int:

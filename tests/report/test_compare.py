@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from report_helpers import distinct_colours, make_result, make_spec, ordered_pairs, pair_value, write_results
+from report_helpers import distinct_colours, make_result, make_spec, pair_grid, pair_value, write_results
 
 from ablate.report.build import write_compare_report
 from ablate.report.data import ReportError
@@ -19,15 +19,12 @@ OPS_B = ["crop", "color", "rotate"]
 def compared(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cmp")
     root = folder / "results"
-    values = {"a": {}, "b": {}}
+    values = {}
     for grid, ops, dataset, offset, seeds in (("a", OPS_A, "shapes", 0.0, (0, 1, 2)), ("b", OPS_B, "cifar10", 7.0, (0, 1))):
-        results = []
-        for pair in ordered_pairs(ops):
-            for seed in seeds:
-                value = pair_value(pair[0], pair[-1], seed, offset + (3.0 if pair == ["crop", "color"] and grid == "b" else 0))
-                values[grid].setdefault((pair[0], pair[-1]), []).append(value)
-                results.append(make_result(make_spec(pair, seed, dataset=dataset), grid, value))
-        write_results(root, grid, results)
+        def value(first, second, seed, grid=grid, offset=offset):
+            return pair_value(first, second, seed, offset + (3.0 if (first, second) == ("crop", "color") and grid == "b" else 0))
+
+        _, values[grid] = pair_grid(root, grid, ops, seeds, value=value, dataset=dataset)
     paths = write_compare_report(root, "a", "b", folder / "reports")
     return folder / "reports" / "compare-a-vs-b", values, paths
 

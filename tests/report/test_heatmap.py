@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from report_helpers import distinct_colours, PAPER_OPS, make_result, make_spec, ordered_pairs, pair_value, run_id, write_results
+from report_helpers import PAPER_OPS, distinct_colours, make_result, make_spec, ordered_pairs, pair_grid, pair_value, run_id, write_results
 
 from ablate.report.build import write_report
 from ablate.report.data import ReportError, load_grid_frame
@@ -19,22 +19,8 @@ ONE_FAILED = ("noise", "noise")  # seed 2 failed
 
 def build_grid(root, grid="fig5"):
     """7 operators × 3 seeds with known numbers; returns (plan, the values written per cell)."""
-    plan, written, results = [], {}, []
-    for ops in ordered_pairs(PAPER_OPS):
-        key = (ops[0], ops[-1])
-        for seed in SEEDS:
-            spec = make_spec(ops, seed)
-            plan.append({"run_id": run_id(spec), "spec": spec})
-            if key == ABSENT:
-                continue
-            if key == ALL_FAILED or (key == ONE_FAILED and seed == 2):
-                results.append(make_result(spec, grid, None, status="failed"))
-                continue
-            value = pair_value(*key, seed)
-            written.setdefault(key, []).append(value)
-            results.append(make_result(spec, grid, value, seconds=10.0))
-    write_results(root, grid, results)
-    return plan, written
+    return pair_grid(root, grid, PAPER_OPS, SEEDS, absent=(ABSENT,), seconds=10.0,
+                     failed=lambda key, seed: key == ALL_FAILED or (key == ONE_FAILED and seed == 2))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from io import BytesIO
 import numpy as np
 import pytest
 from PIL import Image
-from report_helpers import distinct_colours, make_result, make_spec, ordered_pairs, pair_value, run_id, write_results
+from report_helpers import distinct_colours, pair_grid
 
 from ablate.report.build import write_report
 
@@ -24,20 +24,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 def page(tmp_path_factory):
     """A pair grid (crop, color, blur × 2 seeds) with one planned pair missing and one failed."""
     folder = tmp_path_factory.mktemp("html")
-    plan, results, written = [], [], {}
-    for ops in ordered_pairs(["crop", "color", "blur"]):
-        for seed in (0, 1):
-            spec = make_spec(ops, seed)
-            plan.append({"run_id": run_id(spec), "spec": spec})
-            if ops == ["blur", "crop"]:
-                continue
-            if ops == ["color", "blur"]:
-                results.append(make_result(spec, "web", None, status="failed"))
-                continue
-            value = pair_value(ops[0], ops[-1], seed)
-            written.setdefault((ops[0], ops[-1]), []).append(value)
-            results.append(make_result(spec, "web", value))
-    write_results(folder / "results", "web", results)
+    plan, written = pair_grid(folder / "results", "web", ["crop", "color", "blur"], (0, 1), absent=(("blur", "crop"),),
+                              failed=lambda key, seed: key == ("color", "blur"))
     paths = write_report(folder / "results", "web", folder / "reports", "all", planned=plan)
     return folder / "reports" / "web" / "index.html", written, paths
 
