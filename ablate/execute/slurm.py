@@ -717,9 +717,15 @@ def follow(runs: list[PlannedRun], grid: str, results_root: Path, total: int,
             print_line(line)
     seen_requeues: dict[str, int] = {}
     reported: set[str] = set()
+    finished: dict[str, RunView] = {}  # runs with a result: final, not read again on every poll
     last_line = ""
     while True:
-        views = follower.look(runs)
+        fresh = follower.look([run for run in runs if run.run_id not in finished])
+        for view in fresh:
+            if view.state in ("completed", "failed", "corrupt"):
+                finished[view.run.run_id] = view
+        looked_at = {view.run.run_id for view in fresh}
+        views = fresh + [view for run_id, view in finished.items() if run_id not in looked_at]
         for view in views:
             requeues = view.job.requeues if view.job else 0
             if requeues > seen_requeues.get(view.run.run_id, 0):

@@ -316,3 +316,23 @@ def test_a_preempted_job_that_squeue_lists_pending_is_not_finished(monkeypatch):
     answers["sacct"] = None  # no accounting: squeue alone, and a job it does not list is gone
     states = slurm.scheduler_states(["47", "48_0"])
     assert states["47"].state == "PENDING" and states["48_0"].state == "GONE" and states["48_0"].final
+
+
+def test_follow_reads_a_finished_run_once_and_waits_for_the_others(planned, tmp_path, monkeypatch):
+    # Run 0 has its result at the first poll, run 1 at the third: run 0 is looked at once, run 1 three times.
+    first, second = planned[0], planned[1]
+    asked: list[list[str]] = []
+
+    class FakeFollower:
+        def __init__(self, grid, results_root):
+            pass
+
+        def look(self, runs):
+            asked.append([run.run_id for run in runs])
+            polls = len(asked)
+            return [slurm.RunView(run, "completed" if run is first or polls >= 3 else "running") for run in runs]
+
+    monkeypatch.setattr(slurm, "Follower", FakeFollower)
+    summary = slurm.follow([first, second], "units", tmp_path, total=2, say=lambda line: None, poll_seconds=lambda e: 0.0)
+    assert asked == [[first.run_id, second.run_id], [second.run_id], [second.run_id]]
+    assert summary.completed == 2 and summary.failed == []
