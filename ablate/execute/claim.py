@@ -158,20 +158,39 @@ def _create_exclusive(path: Path) -> bool:
     return True
 
 
-def _break_stale(path: Path, judged: os.stat_result) -> None:
-    """Delete the stale lock at path, if it is still the very file judged stale, under the breaker lock."""
+def _break_if(path: Path, condition: Callable[[os.stat_result, dict[str, Any]], bool]) -> bool:
+    """Delete the lock at path if condition(stat, holder) holds for it, under the breaker lock (one breaker
+    at a time, so two breakers cannot both act on one lock). True when this call deleted it."""
     breaker = path.with_name(BREAK_FILE)
     if not _create(breaker):
         seen = _read_lock(breaker)
         if seen is not None and _stale(seen[0], seen[1], None, BREAK_STALE_SECONDS):
             breaker.unlink(missing_ok=True)  # a breaker that died mid-break; the next try may take over
-        return  # someone else is breaking it right now
+        return False  # someone else is breaking it right now
     try:
         seen = _read_lock(path)
-        if seen is not None and _same_file(seen[0], judged) and _stale(seen[0], seen[1], None, STALE_AFTER_SECONDS):
+        if seen is not None and condition(*seen):
             path.unlink(missing_ok=True)
+            return True
+        return False
     finally:
         breaker.unlink(missing_ok=True)
+
+
+def _break_stale(path: Path, judged: os.stat_result) -> None:
+    """Delete the stale lock at path, if it is still the very file judged stale."""
+    _break_if(path, lambda stat, holder: _same_file(stat, judged) and _stale(stat, holder, None, STALE_AFTER_SECONDS))
+
+
+def lock_holder(path: Path) -> dict[str, Any] | None:
+    """The holder record of the lock at path ({} while half-written), None when there is no lock."""
+    seen = _read_lock(path)
+    return None if seen is None else seen[1]
+
+
+def break_lock_held_by(path: Path, host: str, pid: int) -> bool:
+    """Delete the lock at path if (host, pid) holds it: for a caller that knows that holder is gone."""
+    return _break_if(path, lambda stat, holder: (holder.get("host"), holder.get("pid")) == (host, pid))
 
 
 def try_lock(path: Path) -> bool:

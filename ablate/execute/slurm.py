@@ -378,9 +378,8 @@ def _break_lock_of_earlier_attempt(folder: Path, job_id: str) -> None:
     would wait STALE_AFTER_SECONDS for its heartbeat to age.
     """
     lock = folder / LOCK_FILE
-    try:
-        holder = json.loads(lock.read_text() or "{}")
-    except (OSError, ValueError):
+    holder = claim.lock_holder(lock)
+    if holder is None:
         return
     try:
         attempt = json.loads((folder / ATTEMPT_FILE).read_text())
@@ -391,17 +390,8 @@ def _break_lock_of_earlier_attempt(folder: Path, job_id: str) -> None:
     earlier = bool(job_id) and attempt.get("job_id") == job_id and (attempt.get("host"), attempt.get("pid")) == holder_id
     if holder_id != here and not earlier:
         return  # someone else's lock: claim's own rules decide
-    # Under claim's breaker lock, so that no other process breaking the same lock can race with us.
-    breaker = folder / claim.BREAK_FILE
-    if not claim._create(breaker):
-        return
-    try:
-        seen = claim._read_lock(lock)
-        if seen is not None and (seen[1].get("host"), seen[1].get("pid")) == holder_id:
-            lock.unlink(missing_ok=True)
-            _log(f"removed the lock left by this job's earlier attempt ({holder_id[0]}, pid {holder_id[1]})")
-    finally:
-        breaker.unlink(missing_ok=True)
+    if claim.break_lock_held_by(lock, *holder_id):  # under claim's breaker lock: no race with another breaker
+        _log(f"removed the lock left by this job's earlier attempt ({holder_id[0]}, pid {holder_id[1]})")
 
 
 # ------------------------------------------------------------------------------- scheduler state
