@@ -145,6 +145,7 @@ def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, rep
         results["workers"] = workers
     results["load before"] = load_average()
     results["ms"] = interleaved_medians(fns, device, warmup=3, repeats=counts)
+    results["ms per stage"] = ablate_stage_ms(on_device, repeats)
     results["load after"] = load_average()
     if device.type == "cuda":
         big = torch.rand((512, 3, SIZE, SIZE), device=device)
@@ -153,6 +154,35 @@ def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, rep
         results["cpu vs device max difference"] = check_device(device)
         results["device syncs per pair"] = count_syncs(device)
     return results
+
+
+def ablate_stages(images: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """ablate's pair of views cut into stages: drawing every parameter, then each operator on both views.
+
+    Each operator runs on the previous one's output (crop on the images, color on the crops, ...)
+    with parameters drawn once from a generator seeded 0, so the last stage returns the very views
+    ``ViewMaker.pair`` makes from that seed, and the stages add up to one pair of views (less
+    ``ViewMaker``'s chunking and Python glue).
+    """
+    maker = ablate_maker()
+    batch, _, height, width = images.shape
+    generator = torch.Generator(device=images.device).manual_seed(0)
+    params = maker.sample_pair(batch, height, width, generator, images.device)
+    stages: dict[str, Callable[[], object]] = {
+        "draw parameters": lambda: maker.sample_pair(batch, height, width, generator, images.device)
+    }
+    inputs = [images, images]  # view 1, view 2
+    for index, op in enumerate(maker.ops):
+        views = (params.view1.ops[index], params.view2.ops[index])
+        stages[op.name] = lambda op=op, inputs=inputs, views=views: [op.apply(x, p) for x, p in zip(inputs, views)]
+        inputs = stages[op.name]()
+    return stages
+
+
+def ablate_stage_ms(images: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Where ablate's time goes: median ms of each stage (both views), timed round-robin like the pipelines."""
+    stages = ablate_stages(images)
+    return interleaved_medians(stages, images.device, warmup=3, repeats=dict.fromkeys(stages, repeats))
 
 
 def resnet18_step_ms(device: torch.device, batch_size: int, repeats: int) -> float:
@@ -228,6 +258,15 @@ def markdown(results: dict) -> str:
     for name, value in ms.items():
         ratio = value / ms["ablate"]
         lines.append(f"| {name} | {value:.2f} | {ratio:.1f}× |")
+    if "ms per stage" in results:
+        stages = results["ms per stage"]
+        lines += ["", "Where ablate's time goes (both views; each operator timed alone on the previous one's output):", "",
+                  "| ablate stage | ms (both views) |", "|---|---:|"]
+        lines += [f"| {name} | {value:.2f} |" for name, value in stages.items()]
+        lines.append(f"| sum | {sum(stages.values()):.2f} |")
+        if "torchvision DataLoader" in ms:
+            lines += ["", f"For ablate to be 30× faster than the torchvision DataLoader here, a pair of views would have "
+                      f"to take at most {ms['torchvision DataLoader'] / 30:.2f} ms."]
     if "workers" in results:
         lines += ["", f"torchvision: per-image v2 transforms in a DataLoader with {results['workers']} persistent "
                   "workers (start-up excluded: an untimed first epoch starts them; each timed pass is one epoch "

@@ -93,3 +93,26 @@ def test_bench_augment_outside_a_checkout_is_one_line_and_exit_2(monkeypatch, ca
     assert main(["bench", "augment", "--device", "cpu"]) == 2
     assert capsys.readouterr().err == (
         "ablate: benchmarks/bench_augment.py not found: run `ablate bench augment` from an ablate checkout\n")
+
+
+def test_ablates_stages_add_up_to_its_pair_of_views():
+    """The stage breakdown times the real pipeline: its last stage returns ViewMaker.pair's views (same seed)."""
+    module = bench.load_augment_benchmark()
+    images = torch.rand((16, 3, 32, 32), generator=torch.Generator().manual_seed(3))
+    stages = module.ablate_stages(images)
+    assert list(stages) == ["draw parameters", "crop", "color", "blur"]
+    view1, view2 = stages["blur"]()
+    expected1, expected2 = module.ablate_maker().pair(images, torch.Generator().manual_seed(0))
+    assert torch.equal(view1, expected1) and torch.equal(view2, expected2)
+    assert not torch.equal(view1, view2)
+
+
+def test_augment_markdown_shows_the_stages_and_the_30x_budget():
+    module = bench.load_augment_benchmark()
+    results = {"batch": 256, "repeats": 20, "machine": {"cores": "2"}, "load before": "0.1", "load after": "0.2",
+               "ms": {"ablate": 12.0, "kornia.augmentation": 48.0, "torchvision DataLoader": 210.0},
+               "ms per stage": {"draw parameters": 0.5, "crop": 2.0, "color": 6.5, "blur": 1.0}}
+    text = module.markdown(results)
+    assert "| kornia.augmentation | 48.00 | 4.0× |" in text and "| torchvision DataLoader | 210.00 | 17.5× |" in text
+    assert "| color | 6.50 |" in text and "| sum | 10.00 |" in text
+    assert "would have to take at most 7.00 ms" in text
