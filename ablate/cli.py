@@ -54,10 +54,15 @@ def preflight(planned: list[PlannedRun]) -> None:
 
 
 def check_environment() -> None:
-    """ABLATE_* variables read later by every run or by the SLURM follower: a bad value is bad input, said now."""
+    """ABLATE_* variables read later (by runs, previews, the SLURM follower): a bad value is bad input, said now."""
+    from ablate.augment.compiled import color_compile_requested
     from ablate.execute.slurm import grace_seconds
     from ablate.run import parse_device
 
+    try:
+        color_compile_requested()
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     try:
         if os.environ.get("ABLATE_DEVICE"):
             parse_device(os.environ["ABLATE_DEVICE"])
@@ -83,7 +88,6 @@ def command_run(args: argparse.Namespace) -> int:
     from ablate.execute import run_states, runs_to_do
 
     grid, planned = load_and_plan(args.grid, args.set)
-    check_environment()
     results_root = Path(args.results_dir)
     states = run_states(planned, results_root, grid.name)  # every result file read once, here
     todo = runs_to_do(planned, states, args.retry_failed)
@@ -189,7 +193,6 @@ def command_status(args: argparse.Namespace) -> int:
     from ablate.store import run_dir
 
     grid, planned = load_and_plan(args.grid, args.set)
-    check_environment()
     results_root = Path(args.results_dir)
     views = slurm.Follower(grid.name, results_root).look(planned)
     counts = {"completed": 0, "failed": 0, "pending": 0, "corrupt": 0, "running": 0, "queued": 0}
@@ -395,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.reconfigure(errors="backslashreplace")  # odd characters in a message never crash it
     args = build_parser().parse_args(argv)
     try:
+        check_environment()  # every command: a bad ABLATE_* value is one line and exit 2, wherever it is read
         return args.handler(args)
     except GridError as err:
         for problem in err.problems[:MAX_PROBLEMS_SHOWN]:

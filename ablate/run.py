@@ -93,6 +93,8 @@ def device_name(device: torch.device) -> str:
 def provenance(device: torch.device, started: dt.datetime) -> dict[str, Any]:
     import kornia
 
+    from ablate.augment.compiled import color_compile_status
+
     return {
         "ablate_version": ablate.__version__,
         "git_commit": git_commit(),
@@ -100,6 +102,7 @@ def provenance(device: torch.device, started: dt.datetime) -> dict[str, Any]:
         "kornia_version": kornia.__version__,
         "python_version": platform.python_version(),
         "device": device_name(device),
+        "color": color_compile_status(),  # eager, or compiled (ABLATE_COMPILE_COLOR=1)
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "start_time": started.isoformat(timespec="seconds"),

@@ -2,7 +2,9 @@
 
 Times, in one process, on the same input (a batch of float32 3×32×32 images in [0, 1]):
 
-  (a) ablate     ``ViewMaker`` (both_branches, ops [crop, color, blur]), the whole batch at once.
+  (a) ablate     ``ViewMaker`` (both_branches, ops [crop, color, blur]), the whole batch at once;
+                 as a run computes it by default (eager) and with ABLATE_COMPILE_COLOR=1 (the colour
+                 distortion through torch.compile; its one-off compile time is reported apart).
   (b) kornia     ``kornia.augmentation`` modules with the same settings in an ``ImageSequential``
                  (RandomResizedCrop, RandomHorizontalFlip, ColorJitter p=0.8, RandomGrayscale p=0.2,
                  RandomGaussianBlur p=0.5), called once per view on the batch.
@@ -39,30 +41,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from ablate import bench_common
 from ablate.augment import ViewMaker
 from ablate.augment.blur import Blur
-from ablate.augment.color import Color
+from ablate.augment.color import COMPILED_COLOR, Color
 from ablate.augment.crop import Crop
 from ablate.bench_common import TwoViewDataset, load_average, torchvision_simclr_views
 
 SIZE = 32
+COMPILED = "ablate, colour compiled"  # ABLATE_COMPILE_COLOR=1
 
 
 # ----------------------------------------------------------------------------------- pipelines
 
 
-def ablate_views(device: torch.device) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    maker = ablate_maker()
+def ablate_views(device: torch.device, compile_color: bool = False) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    maker = ablate_maker(compile_color)
     generator = torch.Generator(device=device).manual_seed(0)
     return lambda x: maker.pair(x, generator)
 
 
-def ablate_maker() -> ViewMaker:
+def ablate_maker(compile_color: bool = False) -> ViewMaker:
     """ViewMaker(both_branches, [crop, color(s=1), blur]) from the grid spec; from the same operators where
-    pydantic (needed only to validate grid files) is missing, e.g. on a bare GPU machine."""
+    pydantic (needed only to validate grid files) is missing, e.g. on a bare GPU machine.
+
+    ``compile_color`` sets the colour operator's compile switch (what ABLATE_COMPILE_COLOR=1 does in
+    a run) explicitly, so the variable in the benchmark's own environment changes nothing.
+    """
     try:
         from ablate.config import AugmentSpec
     except ImportError:
-        return ViewMaker.from_operators("both_branches", [Crop(), Color(strength=1.0), Blur()])
-    return ViewMaker(AugmentSpec(protocol="both_branches", ops=["crop", "color", "blur"], color_strength=1.0))
+        maker = ViewMaker.from_operators("both_branches", [Crop(), Color(strength=1.0), Blur()])
+    else:
+        maker = ViewMaker(AugmentSpec(protocol="both_branches", ops=["crop", "color", "blur"], color_strength=1.0))
+    for op in maker.ops:
+        if isinstance(op, Color):
+            op.compile = compile_color
+    return maker
 
 
 def kornia_views(device: torch.device) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -132,12 +144,18 @@ def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, rep
     on_device = images.to(device)
     results: dict = {"machine": machine(device), "batch": batch_size, "repeats": repeats, "ms": {}}
     ablate = ablate_views(device)
+    compiled = ablate_views(device, compile_color=True)
+    start = time.perf_counter()
+    compiled(on_device)  # compiles (torch.compile's on-disk cache as this machine has it)
+    results["compile s"] = time.perf_counter() - start
+    results["compile failure"] = COMPILED_COLOR.failure  # then that row ran eagerly, and the table says so
     korn = kornia_views(device)
     fns: dict[str, Callable[[], object]] = {
         "ablate": lambda: ablate(on_device),
+        COMPILED: lambda: compiled(on_device),
         "kornia.augmentation": lambda: korn(on_device),
     }
-    counts = {"ablate": repeats, "kornia.augmentation": repeats}
+    counts = dict.fromkeys(fns, repeats)
     if device.type == "cpu":
         workers = int(results["machine"]["cores"])
         fns["torchvision DataLoader"] = torchvision_loader(images, workers)
@@ -145,7 +163,8 @@ def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, rep
         results["workers"] = workers
     results["load before"] = load_average()
     results["ms"] = interleaved_medians(fns, device, warmup=3, repeats=counts)
-    results["ms per stage"] = ablate_stage_ms(on_device, repeats)
+    results["ms per stage"] = {"eager": ablate_stage_ms(on_device, repeats),
+                               "compiled": ablate_stage_ms(on_device, repeats, compile_color=True)}
     results["load after"] = load_average()
     if device.type == "cuda":
         big = torch.rand((512, 3, SIZE, SIZE), device=device)
@@ -156,7 +175,7 @@ def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, rep
     return results
 
 
-def ablate_stages(images: torch.Tensor) -> dict[str, Callable[[], object]]:
+def ablate_stages(images: torch.Tensor, compile_color: bool = False) -> dict[str, Callable[[], object]]:
     """ablate's pair of views cut into stages: drawing every parameter, then each operator on both views.
 
     Each operator runs on the previous one's output (crop on the images, color on the crops, ...)
@@ -164,7 +183,7 @@ def ablate_stages(images: torch.Tensor) -> dict[str, Callable[[], object]]:
     ``ViewMaker.pair`` makes from that seed, and the stages add up to one pair of views (less
     ``ViewMaker``'s chunking and Python glue).
     """
-    maker = ablate_maker()
+    maker = ablate_maker(compile_color)
     batch, _, height, width = images.shape
     generator = torch.Generator(device=images.device).manual_seed(0)
     params = maker.sample_pair(batch, height, width, generator, images.device)
@@ -179,9 +198,9 @@ def ablate_stages(images: torch.Tensor) -> dict[str, Callable[[], object]]:
     return stages
 
 
-def ablate_stage_ms(images: torch.Tensor, repeats: int) -> dict[str, float]:
+def ablate_stage_ms(images: torch.Tensor, repeats: int, compile_color: bool = False) -> dict[str, float]:
     """Where ablate's time goes: median ms of each stage (both views), timed round-robin like the pipelines."""
-    stages = ablate_stages(images)
+    stages = ablate_stages(images, compile_color)
     return interleaved_medians(stages, images.device, warmup=3, repeats=dict.fromkeys(stages, repeats))
 
 
@@ -254,16 +273,24 @@ def markdown(results: dict) -> str:
     lines += ["crop + flip + color(s=1) p=0.8 + grayscale p=0.2 + blur p=0.5, both views; median of "
               f"{results['repeats']} repeats after warm-up.", ""]
     lines += ["| machine | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in results["machine"].items()] + [""]
-    lines += ["| pipeline | ms (both views) | ablate is faster by |", "|---|---:|---:|"]
+    lines += ["| pipeline | ms (both views) | ablate (eager) is faster by | ablate (colour compiled) is faster by |",
+              "|---|---:|---:|---:|"]
     for name, value in ms.items():
-        ratio = value / ms["ablate"]
-        lines.append(f"| {name} | {value:.2f} | {ratio:.1f}× |")
+        ratios = [f"{value / ms[key]:.1f}×" if key in ms else "" for key in ("ablate", COMPILED)]
+        lines.append(f"| {name} | {value:.2f} | {' | '.join(ratios)} |")
+    if results.get("compile failure"):
+        lines += ["", f"**torch.compile failed here ({results['compile failure']}): the row '{COMPILED}' ran eagerly.**"]
+    if "compile s" in results:
+        lines += ["", f"{COMPILED}: the colour distortion through torch.compile (what ABLATE_COMPILE_COLOR=1 does in a "
+                  f"run); compiling took {results['compile s']:.1f} s, once per process (with torch.compile's on-disk "
+                  "cache as found on this machine), not included above."]
     if "ms per stage" in results:
         stages = results["ms per stage"]
+        eager, compiled = stages["eager"], stages["compiled"]
         lines += ["", "Where ablate's time goes (both views; each operator timed alone on the previous one's output):", "",
-                  "| ablate stage | ms (both views) |", "|---|---:|"]
-        lines += [f"| {name} | {value:.2f} |" for name, value in stages.items()]
-        lines.append(f"| sum | {sum(stages.values()):.2f} |")
+                  "| ablate stage | ms, eager | ms, colour compiled |", "|---|---:|---:|"]
+        lines += [f"| {name} | {value:.2f} | {compiled[name]:.2f} |" for name, value in eager.items()]
+        lines.append(f"| sum | {sum(eager.values()):.2f} | {sum(compiled.values()):.2f} |")
         if "torchvision DataLoader" in ms:
             lines += ["", f"For ablate to be 30× faster than the torchvision DataLoader here, a pair of views would have "
                       f"to take at most {ms['torchvision DataLoader'] / 30:.2f} ms."]

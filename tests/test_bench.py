@@ -107,12 +107,25 @@ def test_ablates_stages_add_up_to_its_pair_of_views():
     assert not torch.equal(view1, view2)
 
 
+def test_the_benchmarks_colour_switch_is_its_own_not_the_environments(monkeypatch):
+    module = bench.load_augment_benchmark()
+    monkeypatch.setenv("ABLATE_COMPILE_COLOR", "1")
+    assert [getattr(op, "compile", None) for op in module.ablate_maker().ops] == [None, False, None]
+    monkeypatch.setenv("ABLATE_COMPILE_COLOR", "0")
+    assert [getattr(op, "compile", None) for op in module.ablate_maker(compile_color=True).ops] == [None, True, None]
+
+
 def test_augment_markdown_shows_the_stages_and_the_30x_budget():
     module = bench.load_augment_benchmark()
     results = {"batch": 256, "repeats": 20, "machine": {"cores": "2"}, "load before": "0.1", "load after": "0.2",
-               "ms": {"ablate": 12.0, "kornia.augmentation": 48.0, "torchvision DataLoader": 210.0},
-               "ms per stage": {"draw parameters": 0.5, "crop": 2.0, "color": 6.5, "blur": 1.0}}
+               "ms": {"ablate": 12.0, module.COMPILED: 7.5, "kornia.augmentation": 48.0, "torchvision DataLoader": 210.0},
+               "compile s": 2.25, "compile failure": None,
+               "ms per stage": {"eager": {"draw parameters": 0.5, "crop": 2.0, "color": 6.5, "blur": 1.0},
+                                "compiled": {"draw parameters": 0.5, "crop": 2.0, "color": 2.0, "blur": 1.0}}}
     text = module.markdown(results)
-    assert "| kornia.augmentation | 48.00 | 4.0× |" in text and "| torchvision DataLoader | 210.00 | 17.5× |" in text
-    assert "| color | 6.50 |" in text and "| sum | 10.00 |" in text
-    assert "would have to take at most 7.00 ms" in text
+    assert "| kornia.augmentation | 48.00 | 4.0× | 6.4× |" in text and "| torchvision DataLoader | 210.00 | 17.5× | 28.0× |" in text
+    assert "| color | 6.50 | 2.00 |" in text and "| sum | 10.00 | 5.50 |" in text
+    assert "would have to take at most 7.00 ms" in text and "compiling took 2.2 s" in text
+    assert "ran eagerly" not in text
+    results["compile failure"] = "InvalidCxxCompiler: No working C++ compiler"
+    assert "torch.compile failed here (InvalidCxxCompiler: No working C++ compiler)" in module.markdown(results)

@@ -41,6 +41,7 @@ def test_run_writes_one_completed_result_per_run(finished_grid):
         assert result["spec"]["seed"] == 0 and result["spec"]["method"] == "simclr"
         assert result["timings"]["total"] >= result["timings"]["train"] > 0
         assert result["provenance"]["torch_version"] and result["provenance"]["device"].startswith("cpu")
+        assert result["provenance"]["color"] == "eager"  # ABLATE_COMPILE_COLOR unset
         assert len(result["curves"]["epoch_loss"]) == 2
         assert not (folder / "results" / "tiny" / result["run_id"] / "checkpoint.pt").exists()
 

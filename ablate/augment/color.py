@@ -25,6 +25,15 @@ subsets: ~540 tensor operations per batch (134 per position, counted with torch.
 made colour the slowest stage on both CPU and GPU. Instead the three blend-type adjustments share
 one per-image formula (``blend_``) and the hue is a branch-free form of the same HSV definition
 (``shift_hue``, 44 operations against Kornia's 89): ~280 operations per batch, indexing included.
+
+Compiled form (opt-in, ABLATE_COMPILE_COLOR=1, ablate.augment.compiled): even so, colour is ~60 %
+of a pair of views on a CPU, because each of those operations is a pass over the batch. For a
+compiler the same distortion is written differently (``color_planes``): on the three channel
+planes, every sample in one dense pass per step (no subsets, which a compiler would see as new
+shapes), and with the four adjustments regrouped so that the hue (~40 operations) runs once
+instead of at each of the four positions (``schedule_around_hue``). torch.compile fuses it into a
+handful of loops: ~3× faster colour, ~1.8× faster views on our 2-core CPU (benchmarks/results).
+Same numbers as the eager path to ~1e-5 (float rounding; tested).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ablate.augment import compiled
 from ablate.augment.base import Operator, Params, apply_to_subset, bernoulli, check_probability, constant, uniform
 
 if TYPE_CHECKING:  # pydantic is only needed to validate grid files, not to augment
@@ -60,16 +70,21 @@ class Color(Operator):
 
     name = "color"
 
-    def __init__(self, strength: float = 1.0, jitter_p: float = 0.8, grayscale_p: float = 0.2) -> None:
+    def __init__(
+        self, strength: float = 1.0, jitter_p: float = 0.8, grayscale_p: float = 0.2, compile: bool = False
+    ) -> None:
         if not strength > 0:
             raise ValueError(f"color strength: expected > 0, got {strength}")
         self.strength = float(strength)
         self.jitter_p = check_probability("color jitter p", jitter_p)
         self.grayscale_p = check_probability("grayscale p", grayscale_p)
+        self.compile = bool(compile)  # apply through torch.compile (color_planes); eager where compiling fails
 
     @classmethod
     def from_spec(cls, spec: AugmentSpec) -> "Color":
-        return cls(spec.color_strength, spec.color_p, spec.grayscale_p)
+        # How to compute, not what: the switch is the environment's (like ABLATE_DEVICE), so run ids
+        # do not depend on it; each result records it in its provenance.
+        return cls(spec.color_strength, spec.color_p, spec.grayscale_p, compile=compiled.color_compile_requested())
 
     def sample(
         self, batch_size: int, height: int, width: int, generator: torch.Generator | None, device: torch.device
@@ -86,6 +101,11 @@ class Color(Operator):
         }
 
     def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
+        if self.compile:
+            weight, use_mean, use_gray = schedule_around_hue(params["jitter"], params["factors"], params["order"])
+            out = COMPILED_COLOR(images, params["jitter"], params["factors"][:, 3], weight, use_mean, use_gray, params["gray"])
+            if out is not None:  # None: this machine cannot compile (warned once); the eager path below
+                return out
         out = jitter(images, params["jitter"], params["factors"], params["order"])  # a new tensor
         return grayscale_(out, params["gray"])
 
@@ -184,3 +204,91 @@ def luma(images: torch.Tensor) -> torch.Tensor:
 
 
 _LUMA = (0.299, 0.587, 0.114)
+
+
+# ------------------------------------------------------------------------------- compiled form
+
+
+def schedule_around_hue(
+    active: torch.Tensor, factors: torch.Tensor, order: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each sample's three blends regrouped into six steps around ONE hue step: 3 before, 3 after.
+
+    A sample whose hue comes at position h (0-3) does its first h blends at steps 3 - h .. 2 (the
+    ones just before the hue) and the others at steps 3 .. 5 - h (just after); every other step is
+    the identity (weight 1). Same adjustments in the same order, so the same result as ``jitter``,
+    with the hue computed once for the whole batch instead of at each of four positions.
+    Returns 6×B weight, use_mean (contrast) and use_gray (saturation) rows, as ``blend_`` takes them.
+    """
+    is_hue = order == 3
+    hue_at = is_hue.to(torch.int64).argmax(dim=1, keepdim=True)  # B×1, 0..3
+    # The three blends in their order: a stable sort moves the hue's column to the end.
+    blends = order.gather(1, is_hue.to(torch.int8).argsort(dim=1, stable=True))[:, :3]
+    # Step t (0-5) holds blend number t - 3 + h of the sample: its h blends end at step 2, the
+    # rest start at step 3; numbers outside 0..2 are identity steps.
+    slot = torch.arange(6, device=order.device) - 3 + hue_at  # B×6
+    used = (slot >= 0) & (slot < 3) & active.unsqueeze(1)
+    kind = blends.gather(1, slot.clamp(0, 2))
+    weight = torch.where(used, factors.gather(1, kind), torch.ones((), dtype=factors.dtype, device=factors.device))
+    use_mean = (used & (kind == 1)).to(factors.dtype)
+    use_gray = (used & (kind == 2)).to(factors.dtype)
+    return weight.T.contiguous(), use_mean.T.contiguous(), use_gray.T.contiguous()
+
+
+def color_planes(
+    images: torch.Tensor,
+    active: torch.Tensor,
+    hue_shift: torch.Tensor,
+    weight: torch.Tensor,
+    use_mean: torch.Tensor,
+    use_gray: torch.Tensor,
+    gray: torch.Tensor,
+) -> torch.Tensor:
+    """The colour distortion (jitter in ``schedule_around_hue``'s steps, then grayscale), written for torch.compile.
+
+    Plain functional code over the three channel planes (B×H×W each): max/min of three planes
+    instead of a reduction over the channel dimension and no in-place updates, so that the
+    compiler turns it into a few vectorised loops. Every sample runs every step (identity where its
+    weight is 1, the hue kept only where ``active``). Eagerly it is slower than ``jitter``; it is
+    meant to be compiled (COMPILED_COLOR).
+    """
+    r, g, b = images.unbind(1)
+    for step in range(3):
+        r, g, b = _blend_planes(r, g, b, weight[step], use_mean[step], use_gray[step])
+    hr, hg, hb = _hue_planes(r, g, b, hue_shift)
+    keep = active.view(-1, 1, 1)
+    r, g, b = torch.where(keep, hr, r), torch.where(keep, hg, g), torch.where(keep, hb, b)
+    for step in range(3, 6):
+        r, g, b = _blend_planes(r, g, b, weight[step], use_mean[step], use_gray[step])
+    luma_plane = r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]
+    to_gray = gray.view(-1, 1, 1)
+    return torch.stack([torch.where(to_gray, luma_plane, plane) for plane in (r, g, b)], dim=1)
+
+
+def _blend_planes(
+    r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, weight: torch.Tensor, use_mean: torch.Tensor, use_gray: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``blend_`` on channel planes: clamp(w·x + (1 - w)·ref, 0, 1), ref = 0, the gray image's mean, or the gray image."""
+    luma_plane = r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]
+    mean = luma_plane.mean(dim=(1, 2), keepdim=True)
+    w = weight.view(-1, 1, 1)
+    reference = (mean * use_mean.view(-1, 1, 1) + luma_plane * use_gray.view(-1, 1, 1)) * (1.0 - w)
+    return tuple((plane * w + reference).clamp(0.0, 1.0) for plane in (r, g, b))  # type: ignore[return-value]
+
+
+def _hue_planes(
+    r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, shift: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``shift_hue`` on channel planes (same formulas: torchvision's sextant, closed-form HSV→RGB)."""
+    top = torch.maximum(r, torch.maximum(g, b))
+    spread = top - torch.minimum(r, torch.minimum(g, b))
+    red_max = r == top
+    green_max = (g == top) & ~red_max  # ties go to red, then green, as in torchvision
+    sextant = torch.where(red_max, g - b, torch.where(green_max, b - r + 2 * spread, r - g + 4 * spread))
+    hue = torch.frac(sextant / (6 * spread.clamp_min(1e-12)) + (shift + 2.0).view(-1, 1, 1))
+    return tuple(
+        top - spread * ((torch.frac(hue + offset) - 0.5).abs() * 6.0 - 1.0).clamp(0.0, 1.0) for offset in _CHANNEL_OFFSETS
+    )  # type: ignore[return-value]
+
+
+COMPILED_COLOR = compiled.Compiled(color_planes, "the colour distortion")

@@ -199,6 +199,10 @@ def test_an_unreadable_grid_file(tmp_path):
 OUTSIDE_THE_GRID = [
     ("device-unknown", {"ABLATE_DEVICE": "nope"}, ["run", "grid.yaml", "--dry-run"],
      "ablate: ABLATE_DEVICE: 'nope' is not a device name; expected e.g. cpu or cuda"),
+    ("compile-switch-not-0-or-1", {"ABLATE_COMPILE_COLOR": "yes"}, ["run", "grid.yaml", "--dry-run"],
+     "ablate: ABLATE_COMPILE_COLOR is 'yes'; expected 1 (compile the colour distortion) or 0"),
+    ("compile-switch-in-preview", {"ABLATE_COMPILE_COLOR": "2"}, ["preview", "grid.yaml"],
+     "ablate: ABLATE_COMPILE_COLOR is '2'; expected 1 (compile the colour distortion) or 0"),
     ("grace-not-a-number", {"ABLATE_SLURM_GRACE_S": "abc"}, ["status", "grid.yaml"],
      "ablate: ABLATE_SLURM_GRACE_S is 'abc'; expected a number of seconds, 0 or more"),
     ("report-out-under-a-file", {}, ["report", "--grid", "ok", "--out", "afile/x"],

@@ -1,0 +1,79 @@
+"""torch.compile for the augmentation hot path, opt-in (ABLATE_COMPILE_COLOR=1), eager where it cannot compile.
+
+Why opt-in: compiling costs a few seconds per process with a warm cache (~2 s on our 2-core CPU;
+10-20 s the first time on a machine, and again for a second image shape), which a 10-second
+laptop run would not win back, and it needs a C++ compiler (CPU) or Triton (GPU). What it buys:
+colour ~3× faster, a pair of SimCLR views ~1.8× faster on a CPU (benchmarks/results/augment-*.md).
+It has been run on CPUs only; on CUDA, torch.compile makes Triton kernels of the same function,
+which no GPU has run here yet.
+
+Why an environment variable and not a grid field: it changes how the numbers are computed (float
+rounding, ~1e-6), not what is computed, like ABLATE_DEVICE; so run ids stay the same with or
+without it, and each result records what was done (provenance "color": eager, compiled, or
+eager after a failed compile, with the reason).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+
+ENVIRONMENT_VARIABLE = "ABLATE_COMPILE_COLOR"
+
+
+def color_compile_requested() -> bool:
+    """ABLATE_COMPILE_COLOR: '1' compiles the colour distortion, '0' or unset does not; other values are refused."""
+    value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{ENVIRONMENT_VARIABLE} is {value!r}; expected 1 (compile the colour distortion) or 0")
+    return value == "1"
+
+
+def color_compile_status() -> str:
+    """How this process computes the colour distortion, for a result's provenance."""
+    from ablate.augment.color import COMPILED_COLOR  # noqa: PLC0415 - color.py imports this module
+
+    try:
+        requested = color_compile_requested()
+    except ValueError as err:  # the CLI refuses such a value before any run; a direct caller gets it written down
+        return str(err)
+    if not requested:
+        return "eager"
+    if COMPILED_COLOR.failure is not None:
+        return f"eager: torch.compile failed ({COMPILED_COLOR.failure})"
+    return "compiled (torch.compile)"
+
+
+class Compiled:
+    """``fn`` through torch.compile, compiled on its first call; None instead of a result where compiling fails.
+
+    A machine without a working C++ compiler (or Triton on a GPU) makes torch.compile raise on the
+    first call; then the caller's eager path is used for the rest of the process, said once as a
+    warning rather than failing the run. Errors of ``fn`` itself are not caught.
+    """
+
+    def __init__(self, fn: Callable[..., torch.Tensor], what: str) -> None:
+        self.fn = fn
+        self.what = what
+        self.failure: str | None = None
+        self._compiled: Callable[..., torch.Tensor] | None = None
+
+    def __call__(self, *args: torch.Tensor) -> torch.Tensor | None:
+        if self.failure is not None:
+            return None
+        if self._compiled is None:
+            # fullgraph: the function is plain tensor code; a graph break would be a bug here, not a fallback.
+            self._compiled = torch.compile(self.fn, fullgraph=True)
+        try:
+            return self._compiled(*args)
+        except torch._dynamo.exc.TorchDynamoException as error:  # compiler missing or failing (BackendCompilerFailed, ...)
+            self.failure = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            warnings.warn(
+                f"{ENVIRONMENT_VARIABLE}: torch.compile of {self.what} failed ({self.failure}); it runs eagerly",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
