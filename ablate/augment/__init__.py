@@ -18,6 +18,7 @@ operations, Sobel). On the hot path of every training step (crop, colour, blur) 
 formulations of the same definitions replace Kornia's calls, because per-image random order and
 parameters would otherwise cost ~2× the tensor operations; each is tested against the Kornia
 function it replaces. Evidence: benchmarks/bench_augment.py and benchmarks/results/augment-*.md.
+ABLATE_COMPILE_COLOR=1 runs the colour distortion through torch.compile (compiled.py, opt-in).
 Importing this package does not need pydantic (only ``ViewMaker(spec)`` takes a spec object).
 """
 
