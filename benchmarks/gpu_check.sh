@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One-shot GPU check of issue 4 on an H100/H200 (no network needed), in at most ~6 minutes:
+# One-shot GPU check of issue 4 on an H100/H200 (no network needed), in at most ~7 minutes:
 #   1. nvidia-smi
 #   2. `ablate bench train` device mode: ResNet-18 SimCLR step, batch 512, bf16, channels_last,
 #      torch.compile, 50,000 CIFAR-shaped uint8 images on the GPU -> $OUT/train-h200.md
 #   3. benchmarks/bench_augment.py --device cuda --batch 512           -> $OUT/augment-h200.md
+#      (with the colour distortion compiled as well: Triton's first compile, hence 120 s)
 #   4. an end-to-end `ablate run` of a tiny grid on CUDA (shapes, ResNet-18, 2 epochs, simclr and
 #      supervised, compile on)                                         -> $OUT/e2e-results.json
 #   5. if time is left: the train benchmark with the views made one step ahead on a side stream
@@ -66,7 +67,7 @@ PY
 
 part "bench train" 150 "$PY" -m ablate bench train --device "$DEVICE" "${TRAIN_ARGS[@]}" --out "$OUT/train-h200.md"
 
-part "bench augment" 70 "$PY" benchmarks/bench_augment.py --device "$DEVICE" "${AUG_ARGS[@]}" --out "$OUT/augment-h200.md"
+part "bench augment" 120 "$PY" benchmarks/bench_augment.py --device "$DEVICE" "${AUG_ARGS[@]}" --out "$OUT/augment-h200.md"
 
 E2E=/tmp/gpu_check_e2e
 rm -rf "$E2E" && mkdir -p "$E2E"
