@@ -32,7 +32,7 @@ compiler the same distortion is written differently (``color_planes``): on the t
 planes, every sample in one dense pass per step (no subsets, which a compiler would see as new
 shapes), and with the four adjustments regrouped so that the hue (~40 operations) runs once
 instead of at each of the four positions (``schedule_around_hue``). torch.compile fuses it into a
-handful of loops: ~3× faster colour, ~1.8× faster views on our 2-core CPU (benchmarks/results).
+handful of loops: colour 2.8× faster, a pair of views 1.7× on our 2-core CPU (benchmarks/results).
 Same numbers as the eager path to ~1e-5 (float rounding; tested).
 """
 
