@@ -386,6 +386,8 @@ def bench_command(args) -> int:
     device = torch.device(args.device or default_device())
     if args.what == "augment":
         module = load_augment_benchmark()
+        if args.keep_freed_memory:
+            keep_freed_memory()  # process-wide, before any pipeline allocates or forks
         results = module.run_benchmark(device, args.batch or 256, args.repeats)
         text = module.markdown(results)
         out = write_text(Path(args.out) if args.out else Path("benchmarks") / "results" / f"augment-{device.type}.md", text)

@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=positive_int, help="train cpu mode: timed steps (default 12)")
     bench.add_argument("--repeats", type=positive_int, default=20, help="augment: repeats per pipeline")
     bench.add_argument("--no-compile", action="store_true", help="train device mode: without torch.compile")
+    bench.add_argument("--keep-freed-memory", action="store_true",
+                       help="augment on CPU: every pipeline with the allocator setting of ablate's runs (ablate.cpu_memory); "
+                       "train applies it always")
     bench.add_argument("--out", help="Markdown file (default: benchmarks/results/<what>-<device>.md)")
     bench.set_defaults(handler=command_bench)
     return parser

@@ -17,7 +17,12 @@ Times, in one process, on the same input (a batch of float32 3×32×32 images in
 Each is warmed up, then the three are timed round-robin; the median is reported (ms for both views of the batch). On CUDA
 the timings synchronise the device. Run:
 
-    python benchmarks/bench_augment.py [--device cuda] [--batch 256] [--repeats 20] [--out FILE.md]
+    python benchmarks/bench_augment.py [--device cuda] [--batch 256] [--repeats 20] [--out FILE.md] [--keep-freed-memory]
+
+By default every pipeline runs with the C allocator as the process has it. ablate's own CPU runs
+keep freed memory in the process (ablate/cpu_memory.py), which removes the page faults of fresh
+batch-sized tensors; ``--keep-freed-memory`` measures all three pipelines that way (it is
+process-wide, so it cannot be given to one pipeline alone in one process).
 
 ``run_benchmark(device, batch_size, repeats)`` returns the same numbers as a dict (``ablate bench augment``).
 """
@@ -44,6 +49,7 @@ from ablate.augment.blur import Blur
 from ablate.augment.color import COMPILED_COLOR, Color
 from ablate.augment.crop import Crop
 from ablate.bench_common import TwoViewDataset, load_average, torchvision_simclr_views
+from ablate.cpu_memory import freed_memory_kept, keep_freed_memory
 
 SIZE = 32
 COMPILED = "ablate, colour compiled"  # ABLATE_COMPILE_COLOR=1
@@ -134,7 +140,10 @@ def interleaved_medians(
 
 
 def machine(device: torch.device) -> dict[str, str]:
-    return {**bench_common.machine(device), "device": str(device)}
+    info = {**bench_common.machine(device), "device": str(device)}
+    if device.type == "cpu":
+        info["malloc"] = "glibc, freed memory kept (ablate.cpu_memory), every pipeline" if freed_memory_kept() else "default"
+    return info
 
 
 def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, repeats: int = 20) -> dict:
@@ -318,9 +327,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="CPU: glibc keeps freed memory (as in ablate's runs), for the whole process and so for "
+                        "every pipeline, the DataLoader's workers included (default: the allocator as it is)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        keep_freed_memory()  # before anything allocates or forks
     text = markdown(run_benchmark(args.device, args.batch, args.repeats))
     print(text)
     if args.out:

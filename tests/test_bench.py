@@ -65,6 +65,25 @@ def test_cli_bench_augment_calls_the_augment_benchmark(tmp_path, monkeypatch, ca
     assert calls == [("cpu", 64, 3)] and out.read_text() == "# Augmentation benchmark\n"
 
 
+@pytest.mark.parametrize("flag", [False, True])
+def test_bench_augment_keeps_freed_memory_only_when_asked(tmp_path, monkeypatch, flag):
+    applied = []
+    fake = types.SimpleNamespace(run_benchmark=lambda device, batch, repeats: {}, markdown=lambda results: "x\n")
+    monkeypatch.setattr(bench, "load_augment_benchmark", lambda: fake)
+    monkeypatch.setattr(bench, "keep_freed_memory", lambda: applied.append(True) or True)
+    argv = ["bench", "augment", "--device", "cpu", "--out", str(tmp_path / "a.md")] + (["--keep-freed-memory"] if flag else [])
+    assert main(argv) == 0
+    assert applied == ([True] if flag else [])
+
+
+def test_the_augment_benchmarks_machine_table_names_the_allocator(monkeypatch):
+    module = bench.load_augment_benchmark()
+    monkeypatch.setattr(module, "freed_memory_kept", lambda: False)
+    assert module.machine(torch.device("cpu"))["malloc"] == "default"
+    monkeypatch.setattr(module, "freed_memory_kept", lambda: True)
+    assert module.machine(torch.device("cpu"))["malloc"].startswith("glibc, freed memory kept")
+
+
 def test_the_augment_benchmark_script_is_found():
     module = bench.load_augment_benchmark()
     assert callable(module.run_benchmark) and callable(module.markdown)
