@@ -188,7 +188,9 @@ def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, rep
     results["load after"] = load_average()
     if device.type == "cuda":
         big = torch.rand((512, 3, SIZE, SIZE), device=device)
-        results["ms ablate batch 512"] = interleaved_medians({"a": lambda: ablate(big)}, device, 5, {"a": repeats})["a"]
+        at_512 = interleaved_medians({"eager": lambda: ablate(big), "compiled": lambda: compiled(big)}, device, 5,
+                                     {"eager": repeats, "compiled": repeats})
+        results["ms ablate batch 512"], results["ms ablate colour compiled batch 512"] = at_512["eager"], at_512["compiled"]
         results["ms resnet18 step batch 512"] = resnet18_step_ms(device, 512, repeats)
         results["cpu vs device max difference"] = check_device(device)
         results["device syncs per pair"] = count_syncs(device)
@@ -290,6 +292,9 @@ def check_device(device: torch.device) -> dict[str, float]:
         on_device = op.apply(images.to(device), {k: v.to(device) for k, v in params.items()})
         differences[name] = (on_device.cpu() - op.apply(images, params)).abs().max().item()
         op.sample(64, SIZE, SIZE, torch.Generator(device=device).manual_seed(2), device)  # draws on the device
+    params = Color().sample(64, SIZE, SIZE, torch.Generator().manual_seed(2), cpu)
+    fused = Color(compile=True).apply(images.to(device), {k: v.to(device) for k, v in params.items()})
+    differences["color compiled"] = (fused.cpu() - Color().apply(images, params)).abs().max().item()
     return differences
 
 
@@ -333,6 +338,10 @@ def markdown(results: dict) -> str:
         lines += ["", f"ablate, both views of a batch of 512: {aug:.2f} ms; a ResNet-18 SimCLR training step on "
                   f"them (CIFAR stem, bf16 autocast, SGD; fwd + bwd + update): {step:.2f} ms; augmentation = "
                   f"{100 * aug / step:.1f} % of a step (target: at most 10 %)."]
+        if "ms ablate colour compiled batch 512" in results:
+            fused = results["ms ablate colour compiled batch 512"]
+            lines += ["", f"{COMPILED}, batch 512: {fused:.2f} ms = {100 * fused / step:.1f} % of that step"
+                      + (" (compiling failed: eager)." if results.get("compile failure") else ".")]
         diffs = ", ".join(f"{k} {v:.1e}" for k, v in results["cpu vs device max difference"].items())
         lines += ["", f"Same parameters applied on CPU and on {results['machine']['device']}, largest difference: {diffs}. "
                   f"Host-device synchronisations in one pair of views: {results['device syncs per pair']}."]
