@@ -32,7 +32,8 @@ compiler the same distortion is written differently (``color_planes``): on the t
 planes, every sample in one dense pass per step (no subsets, which a compiler would see as new
 shapes), and with the four adjustments regrouped so that the hue (~40 operations) runs once
 instead of at each of the four positions (``schedule_around_hue``). torch.compile fuses it into a
-handful of loops: colour 2.8× faster, a pair of views 1.7× on our 2-core CPU (benchmarks/results).
+handful of loops: colour 2.5-2.8× faster, a pair of views 1.6-1.7× on our 2-core CPU
+(benchmarks/results/augment-cpu-2core.md).
 Same numbers as the eager path to ~1e-5 (float rounding; tested).
 """
 
@@ -260,7 +261,7 @@ def color_planes(
     r, g, b = torch.where(keep, hr, r), torch.where(keep, hg, g), torch.where(keep, hb, b)
     for step in range(3, 6):
         r, g, b = _blend_planes(r, g, b, weight[step], use_mean[step], use_gray[step])
-    luma_plane = r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]
+    luma_plane = _luma_of_planes(r, g, b)
     to_gray = gray.view(-1, 1, 1)
     return torch.stack([torch.where(to_gray, luma_plane, plane) for plane in (r, g, b)], dim=1)
 
@@ -269,11 +270,16 @@ def _blend_planes(
     r: torch.Tensor, g: torch.Tensor, b: torch.Tensor, weight: torch.Tensor, use_mean: torch.Tensor, use_gray: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``blend_`` on channel planes: clamp(w·x + (1 - w)·ref, 0, 1), ref = 0, the gray image's mean, or the gray image."""
-    luma_plane = r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]
+    luma_plane = _luma_of_planes(r, g, b)
     mean = luma_plane.mean(dim=(1, 2), keepdim=True)
     w = weight.view(-1, 1, 1)
     reference = (mean * use_mean.view(-1, 1, 1) + luma_plane * use_gray.view(-1, 1, 1)) * (1.0 - w)
     return tuple((plane * w + reference).clamp(0.0, 1.0) for plane in (r, g, b))  # type: ignore[return-value]
+
+
+def _luma_of_planes(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``luma`` on channel planes (same weights)."""
+    return r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]
 
 
 def _hue_planes(

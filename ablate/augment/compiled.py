@@ -3,8 +3,8 @@
 Why opt-in: compiling costs time once per process, measured on our 2-core CPU: 20.6 s the first
 time on a machine plus 6.6 s for a second batch shape (an epoch's last, smaller batch), 4.1 + 1.3 s
 once torch's on-disk cache holds them. A 10-second laptop run would not win that back, and it
-needs a C++ compiler (CPU) or Triton (GPU). What it buys: colour 2.8× faster, a pair of SimCLR
-views 1.7× faster on that CPU (benchmarks/results/augment-cpu-2core.md).
+needs a C++ compiler (CPU) or Triton (GPU). What it buys: colour 2.5-2.8× faster, a pair of
+SimCLR views 1.6-1.7× faster on that CPU (benchmarks/results/augment-cpu-2core.md).
 It has been run on CPUs only; on CUDA, torch.compile makes Triton kernels of the same function,
 which no GPU has run here yet.
 
