@@ -52,8 +52,9 @@ class Compiled:
     """``fn`` through torch.compile, compiled on its first call; None instead of a result where compiling fails.
 
     A machine without a working C++ compiler (or Triton on a GPU) makes torch.compile raise on the
-    first call; then the caller's eager path is used for the rest of the process, said once as a
-    warning rather than failing the run. Errors of ``fn`` itself are not caught.
+    first call (BackendCompilerFailed); then the caller's eager path is used for the rest of the
+    process, said once as a warning rather than failing the run. Other errors (of ``fn`` itself,
+    or a graph break, which ``fullgraph`` turns into an error) are raised as they are.
     """
 
     def __init__(self, fn: Callable[..., torch.Tensor], what: str) -> None:
@@ -70,7 +71,7 @@ class Compiled:
             self._compiled = torch.compile(self.fn, fullgraph=True)
         try:
             return self._compiled(*args)
-        except torch._dynamo.exc.TorchDynamoException as error:  # compiler missing or failing (BackendCompilerFailed, ...)
+        except torch._dynamo.exc.BackendCompilerFailed as error:  # no working C++ compiler / Triton, or it failed
             self.failure = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             warnings.warn(
                 f"{ENVIRONMENT_VARIABLE}: torch.compile of {self.what} failed ({self.failure}); it runs eagerly",

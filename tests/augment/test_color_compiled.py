@@ -85,6 +85,17 @@ def test_a_machine_that_cannot_compile_gets_the_eager_path_and_one_warning(monke
     assert compiled.color_compile_status().startswith("eager: torch.compile failed (")
 
 
+def test_errors_that_are_not_the_compilers_are_raised() -> None:
+    """Only a failing compiler falls back; a bug in the compiled function itself is not hidden behind the eager path."""
+
+    def wrong_shapes(x: torch.Tensor) -> torch.Tensor:
+        return x + x[:2]
+
+    with pytest.raises(RuntimeError, match="broadcast") as raised:
+        compiled.Compiled(wrong_shapes, "a broken function")(torch.ones(5))
+    assert not isinstance(raised.value, torch._dynamo.exc.BackendCompilerFailed)
+
+
 @pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("1", True)])
 def test_the_environment_switch(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
     from ablate.augment import ViewMaker
