@@ -213,7 +213,9 @@ def result_row(result: dict[str, Any]) -> dict[str, Any]:
         row[key] = value
     for key, value in (result.get("timings") or {}).items():
         row[f"time.{key}"] = value
-    row["device"] = (result.get("provenance") or {}).get("device")
+    provenance = result.get("provenance") or {}
+    row["device"] = provenance.get("device")
+    row["color"] = provenance.get("color")  # eager / compiled (ABLATE_COMPILE_COLOR); absent in older results
     return row
 
 

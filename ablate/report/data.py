@@ -61,7 +61,17 @@ class GridFrame:
         devices = self.devices()
         if not devices:
             return "unknown hardware"
-        return "; ".join(f"{name} × {count} runs" for name, count in devices)
+        text = "; ".join(f"{name} × {count} runs" for name, count in devices)
+        compiled = self.compiled_color_runs()
+        # Said only when it happened: compiled colour rounds differently (~1e-6), which changes a run's
+        # numbers as a different device would, so a reader comparing reports should know.
+        return f"{text}; colour compiled (ABLATE_COMPILE_COLOR) in {compiled} runs" if compiled else text
+
+    def compiled_color_runs(self) -> int:
+        if "color" not in self.frame:
+            return 0
+        ran = self.frame[self.frame["status"] != "missing"]
+        return int(ran["color"].astype(str).str.startswith("compiled").sum())
 
     def compute_seconds(self) -> float:
         if "time.total" not in self.frame:

@@ -170,3 +170,16 @@ def test_other_metric_is_drawn(tmp_path):
     table = pd.read_csv(tmp_path / "reports" / "fig5" / "heatmap.csv")
     crop_color = table[(table["first"] == "crop") & (table["second"] == "color")]
     assert crop_color["mean"].item() == pytest.approx(statistics.mean(written[("crop", "color")]) - 5)
+
+
+def test_the_header_says_when_runs_computed_colour_compiled(tmp_path):
+    """Runs made with ABLATE_COMPILE_COLOR=1 (provenance "color") are counted in the header; eager runs say nothing."""
+    results = [make_result({"augment": {"ops": ["crop"]}, "seed": seed}, "mixed", 50.0 + seed) for seed in range(3)]
+    results[0]["provenance"]["color"] = "compiled (torch.compile)"
+    results[1]["provenance"]["color"] = "eager"  # results[2]: written before the field existed
+    write_results(tmp_path, "mixed", results)
+    header = load_grid_frame(tmp_path, "mixed").header()
+    assert "cpu (test, 2 cores) × 3 runs; colour compiled (ABLATE_COMPILE_COLOR) in 1 runs;" in header
+    results[0]["provenance"]["color"] = "eager: torch.compile failed (no compiler)"
+    write_results(tmp_path, "mixed", results[:1])
+    assert "colour compiled" not in load_grid_frame(tmp_path, "mixed").header()
