@@ -37,7 +37,7 @@ from ablate.augment.color import Color
 from ablate.augment.crop import Crop
 from ablate.bench_common import TwoViewDataset, core_count, load_average, torchvision_simclr_views
 from ablate.config import RunSpec
-from ablate.cpu_memory import freed_memory_kept, keep_freed_memory
+from ablate.cpu_memory import keep_freed_memory
 from ablate.data import ImageData
 from ablate.methods.train import TrainStep, device_settings, train
 from ablate.run import build_trainable, seed_everything
@@ -52,8 +52,6 @@ def machine(device: torch.device) -> dict[str, str]:
     info = bench_common.machine(device)
     if device.type == "cuda":
         info["cuda"] = str(torch.version.cuda)
-    if device.type == "cpu":
-        info["malloc"] = "glibc, freed memory kept (ablate.cpu_memory)" if freed_memory_kept() else "default"
     info["load average (1 min, at start)"] = load_average()
     return info
 

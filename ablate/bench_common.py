@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from ablate.augment.blur import Blur, kernel_size
 from ablate.augment.color import Color, factor_range, hue_range
 from ablate.augment.crop import Crop
+from ablate.cpu_memory import freed_memory_kept
 
 
 def load_average() -> str:
@@ -44,7 +45,7 @@ def core_count() -> int:
 
 
 def machine(device: torch.device) -> dict[str, str]:
-    """CPU, cores, torch threads and library versions (and the GPU on CUDA), for a benchmark's table."""
+    """CPU, cores, torch threads and library versions, and the GPU on CUDA or the C allocator's setting on CPU."""
     import kornia
     import torchvision
 
@@ -52,6 +53,8 @@ def machine(device: torch.device) -> dict[str, str]:
             "torch": torch.__version__, "torchvision": torchvision.__version__, "kornia": kornia.__version__}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    else:  # process-wide, so every pipeline of a benchmark shares it
+        info["malloc"] = "glibc, freed memory kept (ablate.cpu_memory)" if freed_memory_kept() else "default"
     return info
 
 

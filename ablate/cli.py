@@ -60,15 +60,12 @@ def check_environment() -> None:
     from ablate.run import parse_device
 
     try:
-        color_compile_requested()
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    try:
         if os.environ.get("ABLATE_DEVICE"):
             parse_device(os.environ["ABLATE_DEVICE"])
     except ValueError as err:
         raise UsageError(f"ABLATE_DEVICE: {err}") from None
-    try:
+    try:  # these two name their variable in the message themselves
+        color_compile_requested()
         grace_seconds()
     except ValueError as err:
         raise UsageError(str(err)) from None

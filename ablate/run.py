@@ -90,7 +90,7 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def provenance(device: torch.device, started: dt.datetime) -> dict[str, Any]:
+def provenance(device: torch.device, started: dt.datetime, uses_color: bool = True) -> dict[str, Any]:
     import kornia
 
     from ablate.augment.compiled import color_compile_status
@@ -102,7 +102,7 @@ def provenance(device: torch.device, started: dt.datetime) -> dict[str, Any]:
         "kornia_version": kornia.__version__,
         "python_version": platform.python_version(),
         "device": device_name(device),
-        "color": color_compile_status(),  # eager, or compiled (ABLATE_COMPILE_COLOR=1)
+        "color": color_compile_status(uses_color),  # eager, or compiled (ABLATE_COMPILE_COLOR=1)
         "host": socket.gethostname(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "start_time": started.isoformat(timespec="seconds"),
@@ -278,7 +278,7 @@ def run_and_store(
         result["status"] = "failed"
         result["error"] = error_record(error)
     result["timings"]["total"] = time.perf_counter() - clock
-    result["provenance"] = provenance(device, started)
+    result["provenance"] = provenance(device, started, uses_color="color" in spec.augment.ops)
     write_result(run_folder, result)
     if result["status"] == "completed":
         (run_folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # the result supersedes the training state

@@ -50,7 +50,7 @@ from ablate.augment.blur import Blur
 from ablate.augment.color import COMPILED_COLOR, Color
 from ablate.augment.crop import Crop
 from ablate.bench_common import TwoViewDataset, load_average, torchvision_simclr_views
-from ablate.cpu_memory import freed_memory_kept, keep_freed_memory
+from ablate.cpu_memory import keep_freed_memory
 
 SIZE = 32
 COMPILED = "ablate, colour compiled"  # ABLATE_COMPILE_COLOR=1
@@ -148,10 +148,7 @@ def interleaved_times(
 
 
 def machine(device: torch.device) -> dict[str, str]:
-    info = {**bench_common.machine(device), "device": str(device)}
-    if device.type == "cpu":
-        info["malloc"] = "glibc, freed memory kept (ablate.cpu_memory), every pipeline" if freed_memory_kept() else "default"
-    return info
+    return {**bench_common.machine(device), "device": str(device)}
 
 
 def run_benchmark(device: str | torch.device = "cpu", batch_size: int = 256, repeats: int = 20) -> dict:

@@ -77,10 +77,12 @@ def test_bench_augment_keeps_freed_memory_only_when_asked(tmp_path, monkeypatch,
 
 
 def test_the_augment_benchmarks_machine_table_names_the_allocator(monkeypatch):
+    from ablate import bench_common
+
     module = bench.load_augment_benchmark()
-    monkeypatch.setattr(module, "freed_memory_kept", lambda: False)
+    monkeypatch.setattr(bench_common, "freed_memory_kept", lambda: False)
     assert module.machine(torch.device("cpu"))["malloc"] == "default"
-    monkeypatch.setattr(module, "freed_memory_kept", lambda: True)
+    monkeypatch.setattr(bench_common, "freed_memory_kept", lambda: True)
     assert module.machine(torch.device("cpu"))["malloc"].startswith("glibc, freed memory kept")
 
 

@@ -102,10 +102,10 @@ class Color(Operator):
         }
 
     def apply(self, images: torch.Tensor, params: Params) -> torch.Tensor:
-        if self.compile:
+        if self.compile and COMPILED_COLOR.failure is None:  # after a failed compile: straight to eager
             weight, use_mean, use_gray = schedule_around_hue(params["jitter"], params["factors"], params["order"])
             out = COMPILED_COLOR(images, params["jitter"], params["factors"][:, 3], weight, use_mean, use_gray, params["gray"])
-            if out is not None:  # None: this machine cannot compile (warned once); the eager path below
+            if out is not None:  # None: compiling failed just now (warned once); the eager path below
                 return out
         out = jitter(images, params["jitter"], params["factors"], params["order"])  # a new tensor
         return grayscale_(out, params["gray"])

@@ -33,15 +33,19 @@ def color_compile_requested() -> bool:
     return value == "1"
 
 
-def color_compile_status() -> str:
-    """How this process computes the colour distortion, for a result's provenance."""
+def color_compile_status(uses_color: bool = True) -> str:
+    """How this process computes the colour distortion, for a result's provenance.
+
+    A run without a ``color`` operator computes no colour distortion: 'eager' whatever the switch
+    says, since nothing compiled touched its numbers (reports count the compiled ones).
+    """
     from ablate.augment.color import COMPILED_COLOR  # noqa: PLC0415 - color.py imports this module
 
     try:
         requested = color_compile_requested()
     except ValueError as err:  # the CLI refuses such a value before any run; a direct caller gets it written down
         return str(err)
-    if not requested:
+    if not requested or not uses_color:
         return "eager"
     if COMPILED_COLOR.failure is not None:
         return f"eager: torch.compile failed ({COMPILED_COLOR.failure})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import warnings
 
 import pytest
@@ -106,6 +107,17 @@ def test_the_environment_switch(monkeypatch: pytest.MonkeyPatch, value: str, exp
     (color,) = ViewMaker(AugmentSpec(ops=["color"])).ops
     assert color.compile is expected
     assert compiled.color_compile_status() == ("compiled (torch.compile)" if expected else "eager")
+
+
+def test_a_run_without_a_colour_operator_is_recorded_eager_under_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing compiled touches such a run's numbers, so neither its provenance nor a report counts it as compiled."""
+    from ablate.run import provenance
+
+    monkeypatch.setenv("ABLATE_COMPILE_COLOR", "1")
+    assert compiled.color_compile_status(uses_color=False) == "eager"
+    started = datetime.datetime.now(datetime.timezone.utc)
+    assert provenance(DEVICE, started, uses_color=False)["color"] == "eager"
+    assert provenance(DEVICE, started, uses_color=True)["color"] == "compiled (torch.compile)"
 
 
 def test_a_bad_switch_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
