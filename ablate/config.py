@@ -316,17 +316,30 @@ def duplicate_keys(node: yaml.Node, source: str) -> list[Problem]:
     return problems
 
 
+def _too_deep(source: str, line: int | None) -> GridError:
+    return GridError([Problem(source, "", f"nested more than {MAX_YAML_DEPTH} levels deep; a grid file needs about 4", line)])
+
+
 def _check_depth(text: str, source: str) -> None:
-    """Refuse deep nesting while reading the event stream (flat, lazy), stopping at the first level too deep."""
+    """Refuse deep nesting while reading the event stream (flat, lazy), stopping at the first level too deep.
+
+    PyYAML 6.0.4's scanner has a nesting limit of its own (1,000 levels) and, looking ahead inside
+    a flow collection, can reach it before the parser has given us the 33rd start event; its error
+    is worded by PyYAML and differs between versions, so it is reported in ablate's words here.
+    """
     depth = 0
-    for event in yaml.parse(text, Loader=COMPOSER):
-        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                raise GridError([Problem(source, "", f"nested more than {MAX_YAML_DEPTH} levels deep; a grid file needs about 4",
-                                         event.start_mark.line + 1)])
-        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            depth -= 1
+    try:
+        for event in yaml.parse(text, Loader=COMPOSER):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise _too_deep(source, event.start_mark.line + 1)
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    except yaml.MarkedYAMLError as err:
+        if "nesting depth" not in (err.problem or ""):
+            raise
+        raise _too_deep(source, err.problem_mark.line + 1 if err.problem_mark else None) from None
 
 
 def _compose(text: str, source: str) -> yaml.Node | None:

@@ -117,3 +117,35 @@ def test_every_listed_axis_path_is_a_run_spec_field():
         current = spec
         for key in dotted.split("."):
             current = current[key]
+
+
+# Depths below, at and far beyond PyYAML 6.0.4's own scanner limit (1,000 levels), in flow and
+# block style, through libyaml and through the pure-Python parser: ablate's message is the same.
+DEEP_FILES = [
+    ("flow-33", "name: deep\ngrid: {seed: " + "[" * 33 + "]" * 33 + "}\n", 2),
+    ("flow-999", "name: deep\ngrid: {seed: " + "[" * 999 + "]" * 999 + "}\n", 2),
+    ("flow-100000", "name: deep\ngrid: {seed: " + "[" * 100_000 + "]" * 100_000 + "}\n", 2),
+    ("block-2000", "name: x\nseed:\n  " + "- " * 2000 + "0\n", 3),
+]
+PARSERS = ["SafeLoader", "CSafeLoader"]
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize("name,text,line", DEEP_FILES, ids=[case[0] for case in DEEP_FILES])
+def test_over_deep_file_gets_ablates_own_message_whatever_the_parser(tmp_path, monkeypatch, parser, name, text, line):
+    import yaml
+
+    import ablate.config
+
+    if not hasattr(yaml, parser):
+        pytest.skip(f"this PyYAML has no {parser} (built without libyaml)")
+    monkeypatch.setattr(ablate.config, "COMPOSER", getattr(yaml, parser))
+    expected = f"{tmp_path / 'grid.yaml'}:{line}: nested more than 32 levels deep; a grid file needs about 4"
+    assert problems_of(write(tmp_path, text)) == [expected]
+
+
+def test_a_file_32_levels_deep_is_not_refused_for_its_depth(tmp_path):
+    # grid: {seed: [[...]]}: the mapping, grid's mapping and 30 lists are 32 levels; the seeds are then
+    # lists, which the seed field refuses, but never for the depth.
+    text = "name: deep\ngrid: {seed: " + "[" * 30 + "]" * 30 + "}\n"
+    assert not any("nested" in problem for problem in problems_of(write(tmp_path, text)))
