@@ -20,8 +20,9 @@ turns it off (e.g. to measure the difference).
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
+
+from ablate.settings import load_settings
 
 # mallopt parameter numbers, from glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
@@ -40,7 +41,7 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux") or os.environ.get("ABLATE_KEEP_FREED_MEMORY") == "0":
+    if not sys.platform.startswith("linux") or not load_settings().keep_freed_memory:
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt  # the C library this process already uses

@@ -121,8 +121,8 @@ def build_trainable(spec: RunSpec, num_classes: int, settings: DeviceSettings) -
     encoder = build_encoder(spec.model, spec.dataset.image_size)
     views = ViewMaker(spec.augment)
     model: SimCLR | Supervised
-    if spec.method == "simclr":
-        model = SimCLR(encoder, spec.model.proj_hidden, spec.model.proj_dim, spec.train.temperature)
+    if spec.method.name == "simclr":
+        model = SimCLR(encoder, spec.model.proj_hidden, spec.model.proj_dim, spec.method.temperature)
     else:
         model = Supervised(encoder, num_classes)
     model.to(settings.device)
@@ -214,14 +214,14 @@ def execute_run(
     data_seconds = time.perf_counter() - clock
 
     model, step_loss = build_trainable(spec, len(data.classes), settings)
-    pretrain = data.pretrain if spec.method == "simclr" else data.train
+    pretrain = data.pretrain if spec.method.name == "simclr" else data.train
     outcome = train(model, step_loss, pretrain, spec, settings, run_folder, progress, **train_options)
 
     clock = time.perf_counter()
     metrics = evaluate(model, data, spec, settings)
     eval_seconds = time.perf_counter() - clock
     metrics["final_loss"] = outcome.epoch_losses[-1]
-    views_per_image = 2 if spec.method == "simclr" else 1
+    views_per_image = 2 if spec.method.name == "simclr" else 1
     metrics.update(speed_metrics(outcome, views_per_image, model.encoder, spec, device))
     return {
         "metrics": metrics,

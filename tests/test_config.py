@@ -10,8 +10,8 @@ QUICKSTART_FORM = """\
 name: quickstart
 dataset: {name: shapes, train_size: 4000, test_size: 1000, image_size: 32}
 model: {arch: small_cnn}
-method: simclr
-train: {epochs: 10, batch_size: 256, lr: 0.5, temperature: 0.5}
+method: {name: simclr, temperature: 0.5}
+train: {epochs: 10, batch_size: 256, lr: 0.5}
 augment: {protocol: one_branch}
 grid:
   pair: [crop, color, blur]   # every ordered pair (a, b); a == b is the single operator
@@ -35,7 +35,7 @@ def test_documented_form_loads_with_its_values(tmp_path):
     grid = load_grid(write(tmp_path, QUICKSTART_FORM))
     assert grid.name == "quickstart"
     assert grid.dataset.train_size == 4000 and grid.dataset.image_size == 32
-    assert grid.train.batch_size == 256 and grid.train.temperature == 0.5
+    assert grid.train.batch_size == 256 and grid.method.name == "simclr" and grid.method.temperature == 0.5
     assert grid.augment.protocol == "one_branch"
     assert grid.grid == {"pair": ["crop", "color", "blur"], "seed": [0]}
 
@@ -135,11 +135,11 @@ PARSERS = ["SafeLoader", "CSafeLoader"]
 def test_over_deep_file_gets_ablates_own_message_whatever_the_parser(tmp_path, monkeypatch, parser, name, text, line):
     import yaml
 
-    import ablate.config
+    import ablate.config.reading
 
     if not hasattr(yaml, parser):
         pytest.skip(f"this PyYAML has no {parser} (built without libyaml)")
-    monkeypatch.setattr(ablate.config, "COMPOSER", getattr(yaml, parser))
+    monkeypatch.setattr(ablate.config.reading, "COMPOSER", getattr(yaml, parser))
     expected = f"{tmp_path / 'grid.yaml'}:{line}: nested more than 32 levels deep; a grid file needs about 4"
     assert problems_of(write(tmp_path, text)) == [expected]
 
@@ -149,3 +149,49 @@ def test_a_file_32_levels_deep_is_not_refused_for_its_depth(tmp_path):
     # lists, which the seed field refuses, but never for the depth.
     text = "name: deep\ngrid: {seed: " + "[" * 30 + "]" * 30 + "}\n"
     assert not any("nested" in problem for problem in problems_of(write(tmp_path, text)))
+
+
+# The method: a bare name or a mapping with the method's own settings (a discriminated union on `name`).
+
+def test_a_bare_method_name_is_that_method_with_its_defaults(tmp_path):
+    grid = load_grid(write(tmp_path, "name: x\nmethod: simclr\n"))
+    assert grid.method.model_dump() == {"name": "simclr", "temperature": 0.5}
+    assert load_grid(write(tmp_path, "name: x\nmethod: supervised\n")).method.model_dump() == {"name": "supervised"}
+    assert load_grid(write(tmp_path, "name: x\n")).method.model_dump() == {"name": "simclr", "temperature": 0.5}
+
+
+def test_a_method_axis_keeps_the_settings_of_the_method_already_there(tmp_path):
+    from ablate.plan import plan_grid
+
+    text = "name: x\nmethod: {name: simclr, temperature: 0.2}\ngrid: {method: [simclr, supervised]}\n"
+    methods = [run.spec.method.model_dump() for run in plan_grid(load_grid(write(tmp_path, text)))]
+    assert methods == [{"name": "simclr", "temperature": 0.2}, {"name": "supervised"}]
+
+
+def test_a_method_field_is_an_axis_and_a_set_path(tmp_path):
+    from ablate.plan import plan_grid
+
+    path = write(tmp_path, "name: x\nmethod: simclr\ngrid: {method.temperature: [0.1, 1.0]}\n")
+    assert [run.spec.method.temperature for run in plan_grid(load_grid(path))] == [0.1, 1.0]
+    path = write(tmp_path, "name: x\nmethod: simclr\n")
+    assert load_grid(path, ["method.temperature=0.05"]).method.temperature == 0.05
+    assert load_grid(write(tmp_path, "name: x\n"), ["method.temperature=0.05"]).method.temperature == 0.05
+    assert load_grid(path, ["method=supervised"]).method.name == "supervised"
+
+
+@pytest.mark.parametrize("text,overrides,expected", [
+    ("name: x\nmethod: byol\n", [], ":2: method: got 'byol'; expected one of 'simclr' or 'supervised'"),
+    ("name: x\nmethod: {name: byol}\n", [], ":2: method: got 'byol'; expected one of 'simclr' or 'supervised'"),
+    ("name: x\nmethod: {temperature: 0.1}\n", [], ":2: method: got {'temperature': 0.1}; a method is a name, or a mapping "
+     "with a name: one of 'simclr' or 'supervised'"),
+    ("name: x\nmethod: {name: simclr, temperature: 0}\n", [], ":2: method.temperature: got 0; input should be greater than 0"),
+    ("name: x\nmethod: {name: simclr, temprature: 0.1}\n", [], ":2: method.temprature: unknown key (did you mean "
+     "'temperature'?); allowed: name, temperature"),
+    ("name: x\nmethod: supervised\ngrid: {method.temperature: [0.1]}\n", [], ":3: grid.method.temperature[0]: unknown key; "
+     "allowed: name"),
+    ("name: x\ntrain: {temperature: 0.5}\n", [], ":2: train.temperature: unknown key; it moved: the temperature is the "
+     "method's setting now, e.g. method: {name: simclr, temperature: 0.5}"),
+])
+def test_bad_methods_get_one_line_each_naming_the_field(tmp_path, text, overrides, expected):
+    path = write(tmp_path, text)
+    assert problems_of(path, overrides) == [f"{path}{expected}"]

@@ -16,21 +16,20 @@ eager after a failed compile, with the reason).
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable
 
 import torch
 
+from ablate.settings import load_settings
+
 ENVIRONMENT_VARIABLE = "ABLATE_COMPILE_COLOR"
 
 
 def color_compile_requested() -> bool:
-    """ABLATE_COMPILE_COLOR: '1' compiles the colour distortion, '0' or unset does not; other values are refused."""
-    value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
-    if value not in ("", "0", "1"):
-        raise ValueError(f"{ENVIRONMENT_VARIABLE} is {value!r}; expected 1 (compile the colour distortion) or 0")
-    return value == "1"
+    """ABLATE_COMPILE_COLOR: '1' compiles the colour distortion, '0' or unset does not; other values are refused
+    (`ablate.settings.SettingsError`, a ValueError)."""
+    return load_settings().compile_color
 
 
 def color_compile_status(uses_color: bool = True) -> str:

@@ -6,8 +6,9 @@ a GPU and augmentation runs there; labels are int64 (−1 for unlabelled images)
 
 from __future__ import annotations
 
+import importlib
+
 import io
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ablate.config import DatasetSpec
+from ablate.settings import load_settings
 
 
 class DatasetUnavailable(Exception):
@@ -45,13 +47,12 @@ def data_root(spec: DatasetSpec) -> Path:
     """Where a dataset's files live: the spec's root, else $ABLATE_DATA/<name>, else ./data/<name>."""
     if spec.root:
         return Path(spec.root).expanduser()
-    base = os.environ.get("ABLATE_DATA")
-    return (Path(base).expanduser() if base else Path("data")) / spec.name
+    return (load_settings().data or Path("data")) / spec.name
 
 
 def cache_root() -> Path:
     """Folder for decoded/generated datasets ($ABLATE_CACHE, default ~/.cache/ablate)."""
-    return Path(os.environ.get("ABLATE_CACHE", Path.home() / ".cache" / "ablate")).expanduser()
+    return load_settings().cache
 
 
 def save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -89,19 +90,25 @@ def subset(data: ImageData, size: int | None, seed: int) -> ImageData:
     return ImageData(data.images[index], data.labels[index])
 
 
-def _loaders() -> dict[str, Loader]:
-    # Imported here so that a dataset module is only loaded when it is used.
-    from ablate.data import shapes
+# The registry of datasets: grid name -> "module:function" loading it. A string, so that a dataset's
+# module (and what it imports) is loaded only when that dataset is used. A new dataset is one file in
+# ablate/data/ and one line here (plus its name in ablate.config.specs.DATASETS; a test checks both agree).
+LOADERS: dict[str, str] = {
+    "shapes": "ablate.data.shapes:load",
+    "cifar10": "ablate.data.cifar:load_cifar10",
+    "cifar100": "ablate.data.cifar:load_cifar100",
+    "stl10": "ablate.data.stl10:load",
+    "folder": "ablate.data.folder:load",
+}
 
-    from ablate.data import cifar, folder, stl10
 
-    loaders: dict[str, Loader] = {"shapes": shapes.load}
-    loaders.update(cifar10=cifar.load_cifar10, cifar100=cifar.load_cifar100, stl10=stl10.load, folder=folder.load)
-    return loaders
+def loader_of(name: str) -> Loader:
+    """The loading function of a registered dataset."""
+    module, function = LOADERS[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def load_dataset(spec: DatasetSpec) -> DatasetSplits:
-    loaders = _loaders()
-    if spec.name not in loaders:
-        raise DatasetUnavailable(f"dataset {spec.name!r} has no loader; available: {', '.join(sorted(loaders))}")
-    return loaders[spec.name](spec)
+    if spec.name not in LOADERS:
+        raise DatasetUnavailable(f"dataset {spec.name!r} has no loader; available: {', '.join(sorted(LOADERS))}")
+    return loader_of(spec.name)(spec)

@@ -327,7 +327,8 @@ def zygote_main() -> None:
     import ablate.execute.local
     import ablate.run
 
-    ablate.data._loaders()  # the dataset modules (torchvision) too
+    for name in ablate.data.LOADERS:  # the dataset modules (torchvision) too
+        ablate.data.loader_of(name)
     torch.set_num_threads(1)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # no zombies: a finished child's pid disappears
     print("ready", flush=True)

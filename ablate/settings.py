@@ -1,0 +1,108 @@
+"""Every ``ABLATE_*`` environment variable, read and validated in one place.
+
+`load_settings()` reads the environment each time it is called (tests and SLURM jobs change it),
+and a bad value raises `SettingsError` with one line that names the variable, what it holds and
+what is expected; the CLI prints that line and exits with status 2 before any work. Nothing here
+imports torch: checking whether a named CUDA device exists is left to the code that uses it
+(`ablate.run.parse_device`), so that `ablate --help` and a grid with a typo start fast.
+
+| variable | meaning | default |
+|---|---|---|
+| ABLATE_DATA | folder holding the datasets' folders (`$ABLATE_DATA/<name>`) | `./data` |
+| ABLATE_CACHE | folder for decoded and generated datasets | `~/.cache/ablate` |
+| ABLATE_DEVICE | device of every run (`cpu`, `cuda`, `cuda:1`) | CUDA when present, else CPU |
+| ABLATE_EXECUTOR | default of `ablate run --executor` (`auto`, `local`, `slurm`) | `auto` |
+| ABLATE_SLURM_GRACE_S | seconds a finished SLURM job may take to show its result.json | 30 |
+| ABLATE_COMPILE_COLOR | `1`: colour distortion through torch.compile (`ablate.augment.compiled`) | `0` |
+| ABLATE_KEEP_FREED_MEMORY | `0`: leave glibc's allocator as it is on CPU runs (`ablate.cpu_memory`) | `1` |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+EXECUTORS = ("auto", "local", "slurm")
+DEVICE_PATTERN = re.compile(r"(cpu|cuda)(:\d+)?\Z")
+
+
+class SettingsError(ValueError):
+    """A bad ABLATE_* value; the message is one line naming the variable."""
+
+
+class Settings(BaseModel):
+    """The validated environment; fields are named after the variables without the prefix."""
+
+    model_config = ConfigDict(frozen=True)
+
+    data: Path | None = None
+    cache: Path
+    device: str | None = None
+    executor: Literal["auto", "local", "slurm"] | None = None  # None: unset (the CLI's default applies)
+    slurm_grace_s: float = 30.0
+    compile_color: bool = False
+    keep_freed_memory: bool = True
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    """The variable's value, stripped; None when unset or empty (an empty variable means 'not given')."""
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool, meaning: str) -> bool:
+    value = _text(env, name)
+    if value is None:
+        return default
+    if value not in ("0", "1"):
+        raise SettingsError(f"{name} is {value!r}; expected 1 ({meaning}) or 0")
+    return value == "1"
+
+
+def _device(env: Mapping[str, str]) -> str | None:
+    """The device's name when it is one ablate can run on; whether this machine has it is checked where it is used."""
+    value = _text(env, "ABLATE_DEVICE")
+    if value is None or DEVICE_PATTERN.match(value):
+        return value
+    if re.fullmatch(r"[a-z]+(:\d+)?", value):  # another kind of device (mps, xpu, ...)
+        raise SettingsError(f"ABLATE_DEVICE: {value!r}: ablate runs on cpu or cuda")
+    raise SettingsError(f"ABLATE_DEVICE: {value!r} is not a device name; expected e.g. cpu or cuda")
+
+
+def _executor(env: Mapping[str, str]) -> str | None:
+    value = _text(env, "ABLATE_EXECUTOR")
+    if value is not None and value not in EXECUTORS:
+        raise SettingsError(f"ABLATE_EXECUTOR is {value!r}; expected one of {', '.join(EXECUTORS)}")
+    return value
+
+
+def _grace(env: Mapping[str, str]) -> float:
+    text = env.get("ABLATE_SLURM_GRACE_S", "30")
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also refuses nan
+        raise SettingsError(f"ABLATE_SLURM_GRACE_S is {text!r}; expected a number of seconds, 0 or more")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The ABLATE_* variables of `env` (default: this process's environment), validated."""
+    env = os.environ if env is None else env
+    data = _text(env, "ABLATE_DATA")
+    cache = _text(env, "ABLATE_CACHE")
+    return Settings(
+        data=Path(data).expanduser() if data else None,
+        cache=Path(cache).expanduser() if cache else Path.home() / ".cache" / "ablate",
+        device=_device(env),
+        executor=_executor(env),
+        slurm_grace_s=_grace(env),
+        compile_color=_switch(env, "ABLATE_COMPILE_COLOR", False, "compile the colour distortion"),
+        keep_freed_memory=_switch(env, "ABLATE_KEEP_FREED_MEMORY", True, "keep freed memory in CPU runs"),
+    )
