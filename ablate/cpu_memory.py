@@ -4,11 +4,10 @@ Why: glibc serves a large allocation (above its mmap threshold: 128 KiB at start
 fly) with fresh pages from the kernel, and hands freed memory back once the free top of the heap
 exceeds its trim threshold. A CPU training step allocates dozens of batch-sized tensors (3 MiB each
 for 256 images of 3×32×32 floats), and every fresh page costs a page fault when first written.
-Measured on a 2-core EPYC (two SimCLR views of 256 images, ablate's ViewMaker): 1,000-5,700 minor
-page faults per pair of views before, at most 8 after (tests/test_cpu_memory.py). A 10-epoch
-`shapes` run (small CNN, batch 256, crop + color + blur), before and after, runs alternated, on a
-shared machine whose speed varied: 2,580-2,785 against 3,091-3,506 images/s in one round of three
-pairs, 2,628-2,847 against 2,599-3,329 in a second; results bit-identical. About 10-20 % faster.
+With these settings a pair of SimCLR views no longer faults in fresh pages (tests/test_cpu_memory.py
+counts them), and a run's numbers are unchanged (only where memory comes from changes). What it
+does to speed: benchmarks/results/augment-cpu-2core-freed-memory-kept.md against
+benchmarks/results/augment-cpu-2core.md, and benchmarks/README.md.
 PyTorch's CPU performance guide recommends replacing the allocator (jemalloc, tcmalloc)
 for the same reason; these two glibc settings remove the faults without preloading another library.
 

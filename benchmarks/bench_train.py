@@ -8,8 +8,8 @@ torchvision DataLoader pipeline. The same as `ablate bench train`; see ablate/be
 Device mode: ResNet-18 (CIFAR stem), batch 512, two views (crop, colour, blur) made on the device,
 bf16, channels_last, torch.compile, LARS, 50,000 random uint8 CIFAR-shaped images preloaded on the
 device; reports ms/step, images/s, TFLOP/s, MFU, the CIFAR-10 epoch time and the augmentation share
-(targets: MFU >= 35 %, epoch <= 1.5 s on an H100/H200, views <= 10 % of a step). Takes about a
-minute on an H200, most of it compiling. CPU mode: small CNN, 32 px, ablate vs torchvision
+(targets: MFU >= 35 %, epoch <= 1.5 s on an H100/H200, views <= 10 % of a step); most of its time
+is compiling. CPU mode: small CNN, 32 px, ablate vs torchvision
 transforms.v2 in a DataLoader (one worker per core), images/s and ratio.
 """
 

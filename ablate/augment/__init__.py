@@ -16,8 +16,8 @@ tests hold every operator to an independent reference (torchvision per image, Ko
 Kornia's kernels are used as they are where they suit per-image parameters (AutoAugment's
 operations, Sobel). On the hot path of every training step (crop, colour, blur) a few small
 formulations of the same definitions replace Kornia's calls, because per-image random order and
-parameters would otherwise cost ~2× the tensor operations; each is tested against the Kornia
-function it replaces. Evidence: benchmarks/bench_augment.py and benchmarks/results/augment-*.md.
+parameters would otherwise cost about twice the tensor operations; each is tested against the
+Kornia function it replaces. Evidence: benchmarks/bench_augment.py and benchmarks/results/augment-*.md.
 ABLATE_COMPILE_COLOR=1 runs the colour distortion through torch.compile (compiled.py, opt-in).
 Importing this package does not need pydantic (only ``ViewMaker(spec)`` takes a spec object).
 """

@@ -98,7 +98,7 @@ def apply_to_subset(
       not arithmetic, are the cost.
 
     ``inplace=True`` writes into ``images`` (for a caller that owns it): no new batch-sized tensor,
-    which on CPU saves the page faults of a fresh allocation (about as costly as the arithmetic here).
+    which on CPU saves the page faults of a fresh allocation (why they matter: ablate/cpu_memory.py).
     """
     if images.device.type != "cpu":
         return dense_apply(images, mask, fn, inplace)

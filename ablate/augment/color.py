@@ -26,15 +26,15 @@ made colour the slowest stage on both CPU and GPU. Instead the three blend-type 
 one per-image formula (``blend_``) and the hue is a branch-free form of the same HSV definition
 (``shift_hue``, 44 operations against Kornia's 89): ~280 operations per batch, indexing included.
 
-Compiled form (opt-in, ABLATE_COMPILE_COLOR=1, ablate.augment.compiled): even so, colour is ~60 %
-of a pair of views on a CPU, because each of those operations is a pass over the batch. For a
+Compiled form (opt-in, ABLATE_COMPILE_COLOR=1, ablate.augment.compiled): even so, colour is the
+largest stage of a pair of views on a CPU, because each of those operations is a pass over the
+batch (the stage-by-stage split: benchmarks/results/augment-cpu-2core.md). For a
 compiler the same distortion is written differently (``color_planes``): on the three channel
 planes, every sample in one dense pass per step (no subsets, which a compiler would see as new
 shapes), and with the four adjustments regrouped so that the hue (~40 operations) runs once
 instead of at each of the four positions (``schedule_around_hue``). torch.compile fuses it into a
-handful of loops: colour 2.5-2.8× faster, a pair of views 1.6-1.7× on our 2-core CPU
-(benchmarks/results/augment-cpu-2core.md).
-Same numbers as the eager path to ~1e-5 (float rounding; tested).
+handful of loops, so each pass over the batch does the work of many (what that buys on a CPU:
+benchmarks/results/augment-cpu-2core.md). Same numbers as the eager path to ~1e-5 (float rounding; tested).
 """
 
 from __future__ import annotations
@@ -166,8 +166,9 @@ def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """
     top = images.amax(dim=1, keepdim=True)
     spread = top - images.amin(dim=1, keepdim=True)
-    # Which channel is the first largest, as 0/1 planes from ``sign`` (argmax over the channel dim is
-    # ~100× slower than elementwise work on CPU): red if it is the max, else green if it is, else blue.
+    # Which channel is the first largest, as 0/1 planes from ``sign`` (argmax over the channel dim is a
+    # reduction with an index output, far slower on CPU than elementwise work): red if it is the max,
+    # else green if it is, else blue.
     r, g = images[:, 0:1], images[:, 1:2]
     not_r = torch.sign(top - r)
     is_b = not_r * torch.sign(top - g)
@@ -197,8 +198,9 @@ def grayscale_(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def luma(images: torch.Tensor) -> torch.Tensor:
     """N×1×H×W ITU-R 601 luma with kornia.color.rgb_to_grayscale's weights (0.299, 0.587, 0.114).
 
-    As three scaled channel planes added in place: one output allocation, and ~2× faster on CPU than
-    a broadcast product and channel sum (Kornia's function also spends ~11 operations per call).
+    As three scaled channel planes added in place: one output allocation, where a broadcast product
+    and channel sum also make an N×3×H×W temporary (Kornia's function also spends ~11 operations
+    per call).
     """
     r, g, b = _LUMA
     return (images[:, 0:1] * r).add_(images[:, 1:2], alpha=g).add_(images[:, 2:3], alpha=b)

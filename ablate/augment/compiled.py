@@ -1,10 +1,9 @@
 """torch.compile for the augmentation hot path, opt-in (ABLATE_COMPILE_COLOR=1), eager where it cannot compile.
 
-Why opt-in: compiling costs time once per process, measured on our 2-core CPU: 20.6 s the first
-time on a machine plus 6.6 s for a second batch shape (an epoch's last, smaller batch), 4.1 + 1.3 s
-once torch's on-disk cache holds them. A 10-second laptop run would not win that back, and it
-needs a C++ compiler (CPU) or Triton (GPU). What it buys: colour 2.5-2.8× faster, a pair of
-SimCLR views 1.6-1.7× faster on that CPU (benchmarks/results/augment-cpu-2core.md).
+Why opt-in: compiling costs time once per process, and again for a second batch shape (an epoch's
+last, smaller batch), less once torch's on-disk cache holds them; a short laptop run would not win
+that back, and it needs a C++ compiler (CPU) or Triton (GPU). What it buys, and what the compile
+costs: benchmarks/results/augment-cpu-2core.md and benchmarks/README.md.
 It has been run on CPUs only; on CUDA, torch.compile makes Triton kernels of the same function,
 which no GPU has run here yet.
 

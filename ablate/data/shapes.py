@@ -11,13 +11,13 @@ labels, exactly the failure the paper describes.
 Why one tint and not two independent colours (generator version 3 did that): with two random
 colours, the relation between them (their hue difference, their brightness ratio) is a second
 fingerprint of the image that colour jitter largely keeps, since it shifts both colours of an image
-alike; with it, stronger colour distortion bought SimCLR nothing (README, "What the quickstart shows").
+alike; with it, stronger colour distortion bought SimCLR nothing (README.md, "Design notes").
 With one tint the relation is the same in every image, and jitter of growing strength removes a
 growing share of the fingerprint (hue shift ±0.2 s of a turn, grayscale).
 
 Classes 0-5 are shapes (random position, size and rotation), 6-9 are textures filling the image
 (random orientation and frequency). Everything is rendered in one vectorised pass at twice the
-resolution and average-pooled, so edges are anti-aliased. 5,000 images at 32 px take about a second.
+resolution and average-pooled, so edges are anti-aliased; generated sets are cached (ABLATE_CACHE).
 """
 
 from __future__ import annotations

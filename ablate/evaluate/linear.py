@@ -1,7 +1,7 @@
 """Linear evaluation (paper §B.5): a linear classifier trained on frozen, pre-computed features.
 
-Training on pre-computed features is exact for a frozen encoder without augmentation and is
-~100× cheaper than pushing images through the encoder every probe epoch. Features are
+Training on pre-computed features is exact for a frozen encoder without augmentation, and costs
+one pass of the images through the encoder instead of one per probe epoch. Features are
 standardised with the training set's statistics, which makes one learning rate work across
 encoders whose feature scales differ by orders of magnitude.
 """
