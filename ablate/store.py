@@ -6,6 +6,9 @@
 Every file that another process may read is written to a temporary file in the same folder and
 then moved into place with os.replace, which is atomic on POSIX filesystems (NFS included): a
 reader sees the old file or the new one, never half of one.
+
+result.json has a typed schema (ablate.schema.Result): it is validated when written and when read,
+and a file of an older schema version is read by upgrading it in memory.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ablate.schema import NewerResult, Result, ResultProblem, parse_result, validate_result
+
 if TYPE_CHECKING:  # pandas is imported where it is used: `ablate run` must start fast
     import pandas as pd
 
@@ -29,7 +34,15 @@ MIN_FREE_BYTES = 64 * 2**20  # below this a run would likely fail writing its ch
 
 
 class CorruptResult(Exception):
-    """A result.json that exists but cannot be read as a result (truncated, edited, foreign)."""
+    """A result.json that exists but cannot be read as a result (truncated, edited, foreign).
+
+    The message is one line: the file, then what is wrong (the field and the value, for a file that
+    does not match the schema).
+    """
+
+
+class ResultTooNew(CorruptResult):
+    """A result.json written by a newer ablate (a schema version this one does not know)."""
 
 
 class StoreWriteError(OSError):
@@ -141,14 +154,24 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8"))
 
 
-def write_result(directory: Path, result: dict[str, Any]) -> Path:
+def write_result(directory: Path, result: Result | dict[str, Any]) -> Path:
+    """Validate `result` against the schema and write it as directory/result.json, atomically.
+
+    A dict is validated as a result of the current schema version (ResultProblem, a ValueError,
+    names the bad field; nothing is written then). Only the fields that were given are written.
+    """
     path = Path(directory) / RESULT_FILE
-    write_json_atomic(path, result)
+    try:
+        model = validate_result(result)
+    except ResultProblem as problem:
+        raise ResultProblem(f"{path}: not written, not a valid result: {problem}") from None
+    write_json_atomic(path, model.to_json_dict())
     return path
 
 
-def read_result(directory: Path) -> dict[str, Any] | None:
-    """The run's result, None when it has none yet; CorruptResult when the file is unreadable."""
+def read_result_model(directory: Path) -> Result | None:
+    """The run's result as the current schema version, None when it has none yet; CorruptResult
+    (ResultTooNew for a newer ablate's file) when the file is unreadable or not a valid result."""
     path = Path(directory) / RESULT_FILE
     try:
         text = path.read_text(encoding="utf-8")
@@ -157,20 +180,29 @@ def read_result(directory: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError) as err:
         raise CorruptResult(f"{path}: cannot be read ({err})") from None
     try:
-        result = json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise CorruptResult(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(result, dict) or result.get("status") not in ("completed", "failed") or "run_id" not in result:
-        raise CorruptResult(f"{path}: not an ablate result (no run_id or status)")
-    return result
+    try:
+        return parse_result(data)
+    except NewerResult as problem:
+        raise ResultTooNew(f"{path}: {problem}") from None
+    except ResultProblem as problem:
+        raise CorruptResult(f"{path}: {problem}") from None
+
+
+def read_result(directory: Path) -> dict[str, Any] | None:
+    """read_result_model as the JSON object a current ablate would write (older versions upgraded)."""
+    result = read_result_model(directory)
+    return None if result is None else result.to_json_dict()
 
 
 def run_state(directory: Path) -> RunState:
     try:
-        result = read_result(directory)
+        result = read_result_model(directory)
     except CorruptResult:
         return "corrupt"
-    return "pending" if result is None else result["status"]
+    return "pending" if result is None else result.status
 
 
 def iter_results(results_root: Path, grid: str) -> list[dict[str, Any]]:
@@ -191,11 +223,18 @@ def iter_results(results_root: Path, grid: str) -> list[dict[str, Any]]:
     return results
 
 
-def result_row(result: dict[str, Any]) -> dict[str, Any]:
-    """One flat row: identity, status, every spec field by dotted path, every metric and timing."""
+def result_row(result: Result | dict[str, Any]) -> dict[str, Any]:
+    """One flat row: identity, status, every spec field by dotted path, every metric and timing.
+
+    `method` is the method's name whether the spec names it (older files, plans) or holds its
+    settings ({"name": "simclr", "temperature": 0.5}); the other settings become method.<field>.
+    Also takes the rows reports add for planned runs without a result (status "missing").
+    """
     import pandas as pd
 
-    spec = result.get("spec", {})
+    if isinstance(result, Result):
+        result = result.to_json_dict()
+    spec = result.get("spec") or {}
     ops = spec.get("augment", {}).get("ops", [])
     row: dict[str, Any] = {
         "run_id": result["run_id"],
@@ -208,7 +247,9 @@ def result_row(result: dict[str, Any]) -> dict[str, Any]:
     }
     flat = pd.json_normalize(spec, sep=".").to_dict(orient="records")[0] if spec else {}
     for key, value in flat.items():
-        row[key] = "+".join(value) if key == "augment.ops" else value
+        if key == "augment.ops":
+            value = "+".join(value)
+        row["method" if key == "method.name" else key] = value
     for key, value in (result.get("metrics") or {}).items():
         row[key] = value
     for key, value in (result.get("timings") or {}).items():

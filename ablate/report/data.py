@@ -20,7 +20,7 @@ import pandas as pd
 
 from ablate.store import grid_dir, load_results, result_row
 
-SPEC_PREFIXES = ("dataset.", "model.", "train.", "augment.", "eval.")
+SPEC_PREFIXES = ("dataset.", "model.", "method.", "train.", "augment.", "eval.")  # method.<field>: its settings
 PAIR_AXES = ("augment.ops", "ops", "first_op", "second_op")  # what a pair heatmap lays out
 ALWAYS_POOLED = ("seed",)  # the axis that mean ± std is taken over
 MISSING = "—"
@@ -238,13 +238,22 @@ class Facet:
 
 
 def varying_axes(frame: pd.DataFrame, laid_out: Sequence[str]) -> list[str]:
-    """Spec columns with more than one value in the frame, minus the laid-out axes and the seed."""
+    """Spec columns with more than one value in the frame, minus the laid-out axes and the seed.
+
+    A method's own setting (method.<field>) varies only if it takes two values for one method: that
+    SimCLR has a temperature and the supervised baseline none is the method varying, not a facet.
+    """
     skip = set(laid_out) | set(ALWAYS_POOLED)
     axes = []
     for column in frame.columns:
         if not is_spec_column(column) or column in skip:
             continue
-        if frame[column].map(hashable).nunique(dropna=False) > 1:
+        values = frame[column].map(hashable)
+        if column.startswith("method.") and "method" in frame:
+            varies = bool((values.groupby(frame["method"].map(hashable), dropna=False).nunique(dropna=False) > 1).any())
+        else:
+            varies = values.nunique(dropna=False) > 1
+        if varies:
             axes.append(column)
     return axes
 

@@ -2,6 +2,16 @@
 
 Cells read "mean ± std (n=…)"; a cell without a completed run reads "—" (with how many runs of
 it failed or are missing), never left out. Written as Markdown, LaTeX (booktabs) and CSV.
+
+Writers: CSV is `DataFrame.to_csv` and LaTeX is pandas' `Styler.to_latex(hrules=True)` (booktabs
+rules); the one line Styler cannot draw, the cmidrule under the spanning column title, is added to
+its output. Markdown stays hand-written: `DataFrame.to_markdown` (tabulate) pads every cell to its
+column's width and draws the rule under the header as wide as the column (`|:------|`), in each of
+its Markdown formats, so the committed tables (`|---|`, cells unpadded) would change; matching them
+takes a hand-built tabulate format, i.e. this writer again plus a dependency.
+
+Methods are named and ordered as ablate.config.methods says: each method spec's `label` (SimCLR,
+Supervised), in the order of METHOD_SPECS; methods it does not know come after, by name.
 """
 
 from __future__ import annotations
@@ -13,12 +23,12 @@ from typing import Any, Callable
 import pandas as pd
 
 from ablate.config import OPERATORS
+from ablate.config.methods import METHOD_SPECS
 from ablate.report.data import (
     PAIR_AXES, Cell, Facet, GridFrame, collect_cells, format_value, fraction_label, hashable, metric_label, sort_key, split_facets,
 )
 
 TABLE1_AXES = ("method", "augment.color_strength", "augment.ops", "ops", "first_op", "second_op")
-METHOD_NAMES = {"simclr": "SimCLR", "supervised": "Supervised"}
 AXIS_NAMES = {"method": "Method", "color_distortion": "Color distortion strength"}
 
 
@@ -69,7 +79,15 @@ def strength_label(key: tuple[int, float]) -> str:
 
 
 def method_label(method: Any) -> str:
-    return METHOD_NAMES.get(str(method), str(method))
+    """How reports call a method: its spec's label ('SimCLR'); an unknown method by its name."""
+    spec = METHOD_SPECS.get(str(method))
+    return spec.label if spec is not None else str(method)
+
+
+def method_sort_key(method: Any) -> tuple[int, int, str]:
+    """Known methods in the order of METHOD_SPECS, then unknown ones by name."""
+    names = list(METHOD_SPECS)
+    return (0, names.index(str(method)), "") if str(method) in METHOD_SPECS else (1, 0, str(method))
 
 
 def table1_applies(grid: GridFrame) -> bool:
@@ -95,7 +113,7 @@ def table1(grid: GridFrame, metric: str = "linear_top1") -> list[CellTable]:
     for facet, part in split_facets(frame, TABLE1_AXES):
         cells = collect_cells(part, metric, lambda run: run["method"],
                               lambda run: strength_column(run["augment.ops"], run["augment.color_strength"]))
-        rows = sorted({key[0] for key in cells}, key=lambda m: (str(m) != "simclr", str(m) != "supervised", str(m)))
+        rows = sorted({key[0] for key in cells}, key=method_sort_key)
         cols = sorted({key[1] for key in cells})
         title = f"{metric_label(metric)} by method and colour distortion strength" + (f" ({facet.label})" if facet.values else "")
         tables.append(CellTable(title, "method", "color_distortion", rows, cols, cells, metric, facet,
@@ -124,7 +142,10 @@ def pivot(grid: GridFrame, rows: str, cols: str, metric: str) -> list[CellTable]
 
 
 def axis_sort_key(axis: str) -> Callable[[Any], tuple]:
-    """Operators (and pipelines of them) in the paper's order; everything else numbers first, then text."""
+    """Operators (and pipelines of them) in the paper's order, methods in the registry's; everything
+    else numbers first, then text."""
+    if axis == "method":
+        return method_sort_key
     if axis not in PAIR_AXES:
         return sort_key
     rank = {op: index for index, op in enumerate(OPERATORS)}
@@ -163,19 +184,21 @@ def latex_cell(cell: Cell) -> str:
 
 
 def to_latex(table: CellTable) -> str:
+    """A booktabs table: the column axis as a spanning title over the column labels, the row axis
+    heading the first column (given as the column labels' name, so that Styler puts it on their row)."""
     width = len(table.cols)
-    lines = [
-        r"\begin{table}[t]", r"\centering",
-        f"\\caption{{{latex_escape(table.title)}: mean $\\pm$ std over seeds (n runs); --- no completed run.}}",
-        f"\\begin{{tabular}}{{l{'c' * width}}}", r"\toprule",
-        f" & \\multicolumn{{{width}}}{{c}}{{{latex_escape(axis_title(table.col_axis))}}} \\\\",
-        f"\\cmidrule(lr){{2-{width + 1}}}",
-        latex_escape(axis_title(table.row_axis)) + " & " + " & ".join(latex_escape(table.col_label(c)) for c in table.cols) + r" \\",
-        r"\midrule",
-    ]
-    for row in table.rows:
-        lines.append(latex_escape(table.row_label(row)) + " & " + " & ".join(latex_cell(table.cell(row, c)) for c in table.cols) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    columns = pd.MultiIndex.from_arrays(
+        [[latex_escape(axis_title(table.col_axis))] * width, [latex_escape(table.col_label(c)) for c in table.cols]],
+        names=[None, latex_escape(axis_title(table.row_axis))],
+    )
+    body = pd.DataFrame([[latex_cell(table.cell(row, col)) for col in table.cols] for row in table.rows],
+                        index=[latex_escape(table.row_label(row)) for row in table.rows], columns=columns)
+    caption = f"{latex_escape(table.title)}: mean $\\pm$ std over seeds (n runs); --- no completed run."
+    latex = body.style.to_latex(hrules=True, position="t", position_float="centering", caption=caption,
+                                column_format="l" + "c" * width, multicol_align="c")
+    lines = latex.splitlines()
+    spanning_title = lines.index(r"\toprule") + 1
+    lines.insert(spanning_title + 1, f"\\cmidrule(lr){{2-{width + 1}}}")  # Styler has no rule for a column span
     return "\n".join(lines) + "\n"
 
 

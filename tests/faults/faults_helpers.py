@@ -168,7 +168,7 @@ def fake_run_and_store(spec, grid, run_id, run_folder, axes=None, progress=None,
     time.sleep(float(os.environ.get("FAULTS_TRAIN_SECONDS", "0.05")))
     result = {"run_id": run_id, "grid": grid, "status": "completed", "spec": spec.model_dump(mode="json"),
               "axes": axes or {}, "metrics": {"linear_top1": 50.0}, "timings": {}, "error": None,
-              "provenance": {"pid": os.getpid(), "start_time": time.time()}}
+              "provenance": {"pid": os.getpid(), "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
     write_result(run_folder, result)
     return result
 

@@ -167,3 +167,42 @@ def test_pipelines_sort_in_the_paper_order():
 
     values = ["rotate", "color+crop", "crop+color", "crop", "color", "cutout+blur"]
     assert sorted(values, key=axis_sort_key("ops")) == ["crop", "crop+color", "cutout+blur", "color", "color+crop", "rotate"]
+
+
+def test_methods_are_named_and_ordered_by_the_registry_unknown_ones_last(tmp_path):
+    from ablate.config.methods import METHOD_SPECS
+
+    root = tmp_path / "results"
+    methods = ["byol", "supervised", "aaa", "simclr"]
+    write_results(root, "m", [make_result(make_spec(["crop", "color"], 0, method, strength), "m", 50.0 + index)
+                              for index, method in enumerate(methods) for strength in (0.5, 1.0)])
+    write_report(root, "m", tmp_path / "reports", "table")
+    markdown = (tmp_path / "reports" / "m" / "table1.md").read_text().splitlines()
+    labels = [line.split("|")[1].strip() for line in markdown if line.startswith("| ") and "\\" not in line]
+    assert labels == [METHOD_SPECS["simclr"].label, METHOD_SPECS["supervised"].label, "aaa", "byol"]
+    assert labels[:2] == ["SimCLR", "Supervised"]
+    tex = (tmp_path / "reports" / "m" / "table1.tex").read_text()
+    assert [line.split(" & ")[0] for line in tex.splitlines() if " & $" in line] == ["SimCLR", "Supervised", "aaa", "byol"]
+    write_report(root, "m", tmp_path / "reports", "table", rows="method", cols="augment.color_strength")
+    pivot = pd.read_csv(tmp_path / "reports" / "m" / "pivot-method-by-augment.color_strength-linear_top1.csv")
+    assert list(dict.fromkeys(pivot["method"])) == ["SimCLR", "Supervised", "aaa", "byol"]
+
+
+def test_a_method_setting_is_a_facet_only_when_it_varies_within_a_method(tmp_path):
+    def spec(method, strength, temperature=None):
+        settings = {"name": method} | ({"temperature": temperature} if temperature is not None else {})
+        return make_spec(["crop", "color"], 0, method, strength) | {"method": settings}
+
+    root = tmp_path / "results"
+    same = [spec("simclr", s, 0.2) for s in (0.5, 1.0)] + [spec("supervised", s) for s in (0.5, 1.0)]
+    write_results(root, "one", [make_result(s, "one", 60.0) for s in same])
+    write_report(root, "one", tmp_path / "reports", "table")
+    tex = (tmp_path / "reports" / "one" / "table1.tex").read_text()
+    assert tex.count(r"\begin{table}") == 1 and "temperature" not in tex
+
+    swept = [spec("simclr", s, t) for s in (0.5, 1.0) for t in (0.1, 0.5)]
+    write_results(root, "swept", [make_result(s, "swept", 40.0 + 100 * s["method"]["temperature"]) for s in swept])
+    write_report(root, "swept", tmp_path / "reports", "table")
+    table = pd.read_csv(tmp_path / "reports" / "swept" / "table1.csv")
+    assert dict(zip(table["method.temperature"], table["mean"])) == {0.1: 50.0, 0.5: 90.0}
+    assert "(method.temperature=0.1)" in (tmp_path / "reports" / "swept" / "table1.md").read_text()
