@@ -242,7 +242,7 @@ def cpu_benchmark(batch_size: int = 256, steps: int = 12, workers: int | None = 
 
     def torchvision_step() -> None:
         view1, view2 = next(batches)
-        loss = model.loss(view1, view2)
+        loss = model.loss((view1, view2), torch.empty(0, dtype=torch.long))  # SimCLR's loss reads no labels
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

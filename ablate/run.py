@@ -1,4 +1,4 @@
-"""One run, from spec to result: data → augment → method (simclr | supervised) → evaluate.
+"""One run, from spec to result: data → augment → method (any of `ablate.methods.METHODS`) → evaluate.
 
 `run_and_store` is the unit every executor calls (in-process, joblib worker, or SLURM job). It
 never raises for a failure of the run itself: the failure is recorded in the run's result.json
@@ -27,19 +27,18 @@ from ablate.data import DatasetSplits, load_dataset
 from ablate.evaluate.features import extract_features
 from ablate.evaluate.knn import knn_accuracy
 from ablate.evaluate.linear import label_subset, train_linear_probe
-from ablate.methods.simclr import SimCLR
-from ablate.methods.supervised import Supervised
+from ablate.methods import METHODS, Method, MethodContext, ProbeFeatures
 from ablate.methods.train import (
     CHECKPOINT_FILE,
     DeviceSettings,
     InterruptedForTest,
-    ModelForward,
     TrainOutcome,
     TrainStep,
     device_settings,
     train,
 )
 from ablate.models import build_encoder
+from ablate.settings import load_settings
 from ablate.store import write_result
 
 Progress = Callable[[dict[str, Any]], None]
@@ -60,7 +59,7 @@ def parse_device(text: str) -> torch.device:
 
 def pick_device() -> torch.device:
     """CUDA when present, else CPU; ABLATE_DEVICE overrides (e.g. 'cpu' on a GPU machine)."""
-    wanted = os.environ.get("ABLATE_DEVICE")
+    wanted = load_settings().device
     if wanted:
         return parse_device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -110,44 +109,36 @@ def provenance(device: torch.device, started: dt.datetime, uses_color: bool = Tr
     }
 
 
-def build_trainable(spec: RunSpec, num_classes: int, settings: DeviceSettings) -> tuple[SimCLR | Supervised, TrainStep]:
-    """The model to train (on settings.device) and its training step (views, then loss).
+def build_method(spec: RunSpec, num_classes: int, settings: DeviceSettings) -> Method:
+    """The spec's method, from the registry, with its modules on settings.device (channels_last as the settings say).
 
-    The views are made on the device in float32; the network runs through `ModelForward`
-    (channels_last, bf16 autocast, torch.compile as the settings say).
+    The encoder is built first, then the method's own modules: parameters are always created in
+    that order, so one seed gives the same initial weights.
     """
     from ablate.augment import ViewMaker
 
     encoder = build_encoder(spec.model, spec.dataset.image_size)
-    views = ViewMaker(spec.augment)
-    model: SimCLR | Supervised
-    if spec.method.name == "simclr":
-        model = SimCLR(encoder, spec.model.proj_hidden, spec.model.proj_dim, spec.method.temperature)
-    else:
-        model = Supervised(encoder, num_classes)
-    model.to(settings.device)
+    context = MethodContext(encoder=encoder, views=ViewMaker(spec.augment), model=spec.model, num_classes=num_classes)
+    method = METHODS[spec.method.name](spec.method, context)
+    method.to(settings.device)
     if settings.channels_last:
-        model.to(memory_format=torch.channels_last)
-    forward = ModelForward(model, settings)
-
-    if isinstance(model, SimCLR):
-        simclr = model
-        return model, TrainStep(
-            make_inputs=lambda images, labels, generator: views.pair(images, generator),
-            loss=lambda inputs, labels: simclr.loss(inputs[0], inputs[1], forward),
-        )
-    supervised = model
-    return model, TrainStep(
-        make_inputs=lambda images, labels, generator: (views.single(images, generator),),
-        loss=lambda inputs, labels: supervised.loss(inputs[0], labels, forward),
-    )
+        method.to(memory_format=torch.channels_last)
+    return method
 
 
-def evaluate(model: torch.nn.Module, data: DatasetSplits, spec: RunSpec, settings: DeviceSettings) -> dict[str, float]:
-    """Linear probe (top-1, top-5) and kNN accuracy on the frozen encoder's features, in percent.
+def build_trainable(spec: RunSpec, num_classes: int, settings: DeviceSettings) -> tuple[Method, TrainStep]:
+    """The method to train and its training step (inputs, then loss).
 
-    The supervised baseline also reports its own classifier's accuracy (`supervised_top1/top5`),
-    the number in Table 1's supervised row.
+    The views are made on the device in float32; the network runs through `ModelForward`
+    (channels_last, bf16 autocast, torch.compile as the settings say).
+    """
+    method = build_method(spec, num_classes, settings)
+    return method, TrainStep.of(method, settings)
+
+
+def evaluate(model: Method, data: DatasetSplits, spec: RunSpec, settings: DeviceSettings) -> dict[str, float]:
+    """Linear probe (top-1, top-5) and kNN accuracy on the frozen encoder's features, in percent,
+    then the method's own metrics (e.g. the supervised baseline's classifier accuracy, Table 1).
     """
     device = settings.device
     encoder = model.encoder
@@ -174,8 +165,11 @@ def evaluate(model: torch.nn.Module, data: DatasetSplits, spec: RunSpec, setting
         "label_fraction": spec.eval.label_fraction,
         "labelled_examples": probe.train_examples,
     }
-    if isinstance(model, Supervised):
-        metrics["supervised_top1"], metrics["supervised_top5"] = model.classifier_accuracy(test_features, test_labels)
+    own = model.extra_metrics(ProbeFeatures(train_features, train_labels, test_features, test_labels))
+    clashing = sorted(own.keys() & metrics.keys())
+    if clashing:
+        raise ValueError(f"{type(model).__name__}.extra_metrics would overwrite {clashing}")
+    metrics.update(own)
     return metrics
 
 
@@ -214,15 +208,13 @@ def execute_run(
     data_seconds = time.perf_counter() - clock
 
     model, step_loss = build_trainable(spec, len(data.classes), settings)
-    pretrain = data.pretrain if spec.method.name == "simclr" else data.train
-    outcome = train(model, step_loss, pretrain, spec, settings, run_folder, progress, **train_options)
+    outcome = train(model, step_loss, model.pretraining_data(data), spec, settings, run_folder, progress, **train_options)
 
     clock = time.perf_counter()
     metrics = evaluate(model, data, spec, settings)
     eval_seconds = time.perf_counter() - clock
     metrics["final_loss"] = outcome.epoch_losses[-1]
-    views_per_image = 2 if spec.method.name == "simclr" else 1
-    metrics.update(speed_metrics(outcome, views_per_image, model.encoder, spec, device))
+    metrics.update(speed_metrics(outcome, model.views_per_image, model.encoder, spec, device))
     return {
         "metrics": metrics,
         "curves": {"epoch_loss": outcome.epoch_losses},
@@ -266,7 +258,7 @@ def run_and_store(
     try:
         device = pick_device()
         if device.type == "cpu":
-            keep_freed_memory()  # ~10-20 % faster CPU steps: no page faults on batch-sized tensors (see the module)
+            keep_freed_memory()  # faster CPU steps: no page faults on batch-sized tensors (see the module)
         outcome = execute_run(spec, run_folder, progress, device=device, **train_options)
         result.update(outcome)
         result["status"] = "completed"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ablate.models import Encoder
+from ablate.config.methods import SimCLRSpec
+from ablate.methods.base import Forward, Method, MethodContext
 from ablate.models.heads import projection_head
 
 
@@ -27,19 +27,49 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(logits, positives)
 
 
-class SimCLR(nn.Module):
-    def __init__(self, encoder: Encoder, proj_hidden: int | None, proj_dim: int, temperature: float):
-        super().__init__()
-        self.encoder = encoder
-        self.head = projection_head(encoder.feature_dim, proj_hidden, proj_dim)
-        self.temperature = temperature
+class SimCLR(Method):
+    """SimCLR: two views of each image, encoder f, projection head g, NT-Xent between the projections.
+
+    Trains on the unlabelled split (`DatasetSplits.pretrain`, e.g. STL-10's unlabeled images).
+
+    Example (one training step's loss on a batch of uint8 images)::
+
+        >>> import torch
+        >>> from ablate.augment import ViewMaker
+        >>> from ablate.config import AugmentSpec, ModelSpec
+        >>> from ablate.config.methods import SimCLRSpec
+        >>> from ablate.methods.base import MethodContext
+        >>> from ablate.models import build_encoder
+        >>> model = ModelSpec(arch="small_cnn", proj_dim=32)
+        >>> context = MethodContext(build_encoder(model, 16), ViewMaker(AugmentSpec(ops=["crop", "color"])), model, num_classes=10)
+        >>> simclr = SimCLR(SimCLRSpec(temperature=0.2), context)
+        >>> images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+        >>> view1, view2 = simclr.make_inputs(images, torch.zeros(8, dtype=torch.long), torch.Generator().manual_seed(0))
+        >>> loss = simclr.loss((view1, view2), torch.zeros(8, dtype=torch.long))
+        >>> loss.shape, bool(loss > 0)
+        (torch.Size([]), True)
+    """
+
+    spec_class = SimCLRSpec
+    pretrain_split = "pretrain"
+    views_per_image = 2
+
+    def __init__(self, spec: SimCLRSpec, context: MethodContext):
+        super().__init__(spec, context)
+        self.head = projection_head(self.encoder.feature_dim, context.model.proj_hidden, context.model.proj_dim)
+        self.temperature = spec.temperature
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """z = g(f(x)): the projections NT-Xent compares (the part that `torch.compile` compiles)."""
         return self.head(self.encoder(images))
 
-    def loss(self, view1: torch.Tensor, view2: torch.Tensor, forward=None) -> torch.Tensor:
-        """NT-Xent of the two views. `forward` replaces ``self`` (e.g. a compiled, autocast `ModelForward`)."""
+    def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """The two views of every image, under the grid's protocol (labels are not used)."""
+        return self.views.pair(images, generator)
+
+    def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
+        """NT-Xent of the two views (labels are not used)."""
+        view1, view2 = inputs
         # One forward pass over both views: batch norm sees 2N images, as in the paper's code.
         z = (forward or self)(torch.cat([view1, view2]))
         z1, z2 = z.chunk(2)

@@ -1,8 +1,10 @@
-"""The training loop shared by SimCLR and the supervised baseline, with checkpoints and resume.
+"""The training loop every method shares, with checkpoints and resume.
 
 Read it top to bottom: the whole training set sits on the device as uint8; each step draws a batch
-by index, makes the augmented view(s) on the device, takes one optimiser step. There is no
-DataLoader: with augmentation on the device there is nothing left for worker processes to do.
+by index, makes the method's inputs (the augmented views) on the device, takes one optimiser step,
+then calls the method's `after_step`. There is no DataLoader: with augmentation on the device there
+is nothing left for worker processes to do. What differs between methods is behind
+`ablate.methods.base.Method`; nothing here asks which method it trains.
 
 Every source of randomness (shuffling, augmentation parameters) comes from one torch.Generator
 seeded from the run spec, and its state is saved in the checkpoint, so a run that is interrupted
@@ -26,6 +28,7 @@ from torch import nn
 
 from ablate.config import RunSpec
 from ablate.data import ImageData
+from ablate.methods.base import Method
 from ablate.methods.optim import build_optimizer, build_schedule
 from ablate.store import write_bytes_atomic
 
@@ -84,8 +87,8 @@ class DeviceSettings:
 
 def device_settings(spec: RunSpec, device: torch.device) -> DeviceSettings:
     """bf16 autocast and torch.compile: on for CUDA under "auto", off on the CPU. channels_last always:
-    cuDNN's tensor-core kernels want it, and oneDNN's CPU convolutions ran the small CNN's SimCLR step
-    20-25 % faster with it (batch 256, 2-core EPYC: 64-71 ms -> 47-58 ms)."""
+    cuDNN's tensor-core kernels want it, and oneDNN's CPU convolutions of the small CNN measured
+    faster with it as well."""
     on_cuda = device.type == "cuda"
     bf16 = spec.train.precision == "bf16" or (spec.train.precision == "auto" and on_cuda)
     compiled = spec.train.compile == "on" or (spec.train.compile == "auto" and on_cuda)
@@ -132,8 +135,9 @@ class ModelForward:
             return out
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer, schedule, generator_state: torch.Tensor, state: TrainState) -> None:
-    """Model, optimiser, schedule, RNG states and loop position, written atomically (temp + os.replace).
+def save_checkpoint(path: Path, model: Method, optimizer, schedule, generator_state: torch.Tensor, state: TrainState) -> None:
+    """Model, the method's extra state, optimiser, schedule, RNG states and loop position, written
+    atomically (temp + os.replace).
 
     `generator_state` is the training generator's state *at the loop position saved* (before any
     views that were made ahead for the next step), so a resumed run draws them again identically.
@@ -142,6 +146,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer, schedule, generator
     torch.save(
         {
             "model": model.state_dict(),
+            "method": model.extra_state(),
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
             "generator": generator_state,
@@ -153,7 +158,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer, schedule, generator
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer, schedule, generator: torch.Generator) -> TrainState | None:
+def load_checkpoint(path: Path, model: Method, optimizer, schedule, generator: torch.Generator) -> TrainState | None:
     """Restore from the run's own checkpoint if there is one (weights_only: never unpickle code)."""
     if not path.exists():
         return None
@@ -165,6 +170,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer, schedule, generator
             "if you did not put it there, delete it and rerun: the run then starts over from scratch"
         ) from None
     model.load_state_dict(saved["model"])
+    model.load_extra_state(saved.get("method", {}))  # checkpoints written before methods had extra state lack it
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["schedule"])
     generator.set_state(saved["generator"])
@@ -183,6 +189,12 @@ class TrainStep:
 
     make_inputs: Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, ...]]
     loss: Callable[[tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]
+
+    @classmethod
+    def of(cls, method: Method, settings: DeviceSettings) -> TrainStep:
+        """The method's step, its network run through `ModelForward` (channels_last, bf16, compile)."""
+        forward = ModelForward(method, settings)
+        return cls(make_inputs=method.make_inputs, loss=lambda inputs, labels: method.loss(inputs, labels, forward))
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> None:
@@ -210,7 +222,7 @@ class BatchMaker:
         cuda = images.device.type == "cuda"
         self.ahead = ahead
         # High priority, so that its small kernels (and any host sync inside augmentation) are not
-        # queued behind the model's; on an H200, priority 0 and -1 measured the same.
+        # queued behind the model's.
         self.side = torch.cuda.Stream(images.device, priority=SIDE_STREAM_PRIORITY) if ahead and cuda else None
         if self.side is not None:
             self.side.wait_stream(torch.cuda.current_stream(images.device))  # `order` is ready (once an epoch)
@@ -248,7 +260,7 @@ class BatchMaker:
 
 
 def train(
-    model: nn.Module,
+    model: Method,
     step: TrainStep,
     data: ImageData,
     spec: RunSpec,
@@ -258,13 +270,16 @@ def train(
     stop_after_steps: int | None = None,
     ahead: bool = False,
 ) -> TrainOutcome:
-    """Train `model` in place with `step` (views, then loss) on `data`; checkpoint into `run_folder`.
+    """Train the method `model` in place with `step` (inputs, then loss; usually `TrainStep.of(model, settings)`)
+    on `data`; checkpoint into `run_folder`.
 
-    `ahead` makes each step's views during the previous step, on a side CUDA stream (off by default:
-    on an H200 it was slower, 25.7 vs 20.1 ms a step, because the views are bound by the host's
-    kernel launches, which the plain loop already overlaps with the GPU's work once nothing in the
-    step syncs; it can pay for augmentations that sync the host). `stop_after_steps` ends the loop
-    early after saving a checkpoint (used to test resume).
+    After every optimiser step the loop calls ``model.after_step(step, total_steps)`` (step counted
+    from 1), before any checkpoint of that position is written. `ahead` makes each step's views
+    during the previous step, on a side CUDA stream. It is off by default: on an H200 it measured
+    slower (benchmarks/results/train-h200.md vs train-h200-ahead.md), because the views are bound by
+    the host's kernel launches, which the plain loop already overlaps with the GPU's work once
+    nothing in the step syncs; it can pay for augmentations that sync the host.
+    `stop_after_steps` ends the loop early after saving a checkpoint (used to test resume).
     """
     device = settings.device
     images = data.images.to(device)  # the whole training set, uint8, on the device: no DataLoader
@@ -280,6 +295,7 @@ def train(
 
     optimizer = build_optimizer(model, spec.train)
     schedule = build_schedule(optimizer, spec.train, steps_per_epoch)
+    total_steps = spec.train.epochs * steps_per_epoch
     generator = torch.Generator(device=device).manual_seed(spec.seed)
     checkpoint = run_folder / CHECKPOINT_FILE if run_folder else None
     state = (load_checkpoint(checkpoint, model, optimizer, schedule, generator) if checkpoint else None) or TrainState()
@@ -302,10 +318,11 @@ def train(
             inputs, batch_labels = batches.get(state.step_in_epoch)
             loss = step.loss(inputs, batch_labels)
             optimizer_step(loss, optimizer, schedule)
+            state.global_step += 1
+            model.after_step(state.global_step, total_steps)  # e.g. a momentum (EMA) update of a target network
             loss = loss.detach()
             running += loss
             state.step_in_epoch += 1
-            state.global_step += 1
             state.images_seen += batch_size
             batches.prepare(state.step_in_epoch, steps_per_epoch)  # next views, before this step's sync below
             last_of_epoch = state.step_in_epoch == steps_per_epoch

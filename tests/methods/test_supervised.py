@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ablate.config import RunSpec
+from ablate.augment import ViewMaker
+from ablate.config import AugmentSpec, ModelSpec, RunSpec
+from ablate.config.methods import SupervisedSpec
 from ablate.data import load_dataset
 from ablate.evaluate.features import extract_features
+from ablate.methods.base import MethodContext, ProbeFeatures
 from ablate.methods.supervised import Supervised
 from ablate.methods.train import device_settings, train
 from ablate.run import build_trainable, seed_everything
@@ -39,7 +42,8 @@ class Identity(nn.Module):
 
 
 def test_accuracy_is_that_of_the_classifier_on_plain_images():
-    model = Supervised(Identity(), num_classes=3)
+    context = MethodContext(Identity(), ViewMaker(AugmentSpec()), ModelSpec(), num_classes=3)
+    model = Supervised(SupervisedSpec(), context)
     with torch.no_grad():
         model.classifier.weight.copy_(torch.eye(3))  # predicts the brightest channel
         model.classifier.bias.zero_()
@@ -48,6 +52,7 @@ def test_accuracy_is_that_of_the_classifier_on_plain_images():
         images[i, channel] = 200
     labels = torch.tensor([0, 1, 0, 1])  # image 2 is brightest in channel 2: wrong; runner-up is a tie
     features = extract_features(model.encoder, images, torch.device("cpu"), batch_size=3)  # as evaluate() does
-    top1, top5 = model.classifier_accuracy(features, labels)
-    assert top1 == 75.0 and top5 == 100.0
+    unused = torch.zeros(0, 3)  # only the test features count
+    metrics = model.extra_metrics(ProbeFeatures(unused, torch.zeros(0, dtype=torch.long), features, labels))
+    assert metrics == {"supervised_top1": 75.0, "supervised_top5": 100.0}
     assert model.training  # restored

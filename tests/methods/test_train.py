@@ -94,7 +94,8 @@ def test_checkpoint_loads_with_weights_only(uninterrupted, tmp_path):
     with pytest.raises(InterruptedForTest):
         train_in(tmp_path, spec, stop_after_steps=5)
     saved = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)  # no pickled code inside
-    assert set(saved) == {"model", "optimizer", "schedule", "generator", "cpu_rng", "state"}
+    assert set(saved) == {"model", "method", "optimizer", "schedule", "generator", "cpu_rng", "state"}
+    assert saved["method"] == {}  # SimCLR keeps nothing beyond its modules' state_dict
     assert saved["state"]["global_step"] == 5 and saved["state"]["step_in_epoch"] == 5
     assert saved["state"]["loss_sum"] > 0  # the mid-epoch loss total travels with it
     assert saved["schedule"]["last_epoch"] == 5
