@@ -3,28 +3,25 @@
 Rows are the first operator, columns the second, the diagonal is the operator alone, and an extra
 column holds each row's mean (as in the paper). Cells show the mean (± std over seeds when n > 1).
 A cell with no completed run is hatched and labelled "missing" or "failed", never dropped.
+
+Drawn by `seaborn.heatmap` (colours, annotations, colour bar; one colour scale shared by a grid's
+facets); cells without a value are masked there and marked by ablate.report.plots, which also
+writes the footer: the two things seaborn does not draw.
 """
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
-
-from ablate.config import OPERATORS  # noqa: E402
-from ablate.report.data import MISSING, Cell, collect_cells, metric_label  # noqa: E402, F401
-
-MISSING_HATCH, FAILED_HATCH, ONLY_HATCH = "///", "xx", "\\\\\\"
-MISSING_COLOR, FAILED_COLOR, ONLY_COLOR = "0.55", "#c0392b", "#7d3c98"
-HATCHES = {"missing": (MISSING_HATCH, MISSING_COLOR), "failed": (FAILED_HATCH, FAILED_COLOR), "only": (ONLY_HATCH, ONLY_COLOR)}
+from ablate.config import OPERATORS
+from ablate.report.data import MISSING, Cell, collect_cells, metric_label  # noqa: F401
+from ablate.report.plots import MARKS, footer, mark, mark_legend
 
 
 @dataclass
@@ -101,72 +98,40 @@ def cell_label(cell: Cell, typical_n: int) -> str:
     return text
 
 
-def _hatch(axes: plt.Axes, i: int, j: int, state: str) -> None:
-    hatch, color = HATCHES[state]
-    axes.add_patch(Rectangle((j, i), 1, 1, facecolor="white", hatch=hatch, edgecolor=color, linewidth=0, zorder=1))
-
-
-def _text_color(rgba: tuple[float, ...]) -> str:
-    red, green, blue = rgba[:3]
-    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.55 else "white"
-
-
-def _draw_grid(axes: plt.Axes, values: np.ndarray, labels: list[list[str]], states: list[list[str]], cmap, norm,
-               row_names: list[str], col_names: list[str]) -> matplotlib.image.AxesImage:
-    """Cells as an image (NaN transparent), hatched where missing/failed, annotated; y grows downwards."""
-    image = axes.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest",
-                        extent=(0, values.shape[1], values.shape[0], 0), zorder=2)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            if states[i][j] in HATCHES:
-                _hatch(axes, i, j, states[i][j])
-                color = {"failed": FAILED_COLOR, "only": ONLY_COLOR}.get(states[i][j], "0.25")
-                axes.text(j + 0.5, i + 0.5, labels[i][j], ha="center", va="center", fontsize=8.5, color=color,
-                          zorder=3, bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none"})
-            elif labels[i][j]:
-                color = _text_color(cmap(norm(values[i, j])))
-                axes.text(j + 0.5, i + 0.5, labels[i][j], ha="center", va="center", fontsize=9, color=color,
-                          zorder=3, linespacing=1.15)
-    for edge in range(values.shape[1] + 1):
-        axes.axvline(edge, color="white", linewidth=1.0, zorder=2.5)
-    for edge in range(values.shape[0] + 1):
-        axes.axhline(edge, color="white", linewidth=1.0, zorder=2.5)
-    axes.set_xlim(0, values.shape[1])
-    axes.set_ylim(values.shape[0], 0)
-    axes.set_xticks(np.arange(values.shape[1]) + 0.5, col_names)
-    axes.set_yticks(np.arange(values.shape[0]) + 0.5, row_names)
-    axes.tick_params(length=0)
-    for spine in axes.spines.values():
-        spine.set_visible(False)
-    return image
-
-
-def _figure(n_ops: int) -> tuple[plt.Figure, plt.Axes, plt.Axes]:
+def draw_pairs(values: pd.DataFrame, labels: pd.DataFrame, states: pd.DataFrame, title: str, header: str,
+               colorbar_label: str, legend: dict[str, str], **colour) -> plt.Figure:
+    """operators × (operators + 'mean') cells: seaborn colours and annotates the cells whose state is 'ok' on the
+    scale `colour` gives (cmap, vmin, vmax); the others are masked, and hatched and labelled here."""
+    n_ops = len(values)
     side = 0.95 * (max(n_ops, 4) + 1)
     figure = plt.figure(figsize=(side + 2.6, side * 0.82 + 1.9))
     grid = figure.add_gridspec(1, 2, width_ratios=[side, 0.25], wspace=0.06)
-    return figure, figure.add_subplot(grid[0]), figure.add_subplot(grid[1])
-
-
-def _finish(figure: plt.Figure, axes: plt.Axes, title: str, header: str, legend: list[Patch]) -> None:
+    axes, bar_axes = figure.add_subplot(grid[0]), figure.add_subplot(grid[1])
+    marked = states != "ok"
+    sns.heatmap(values, mask=marked | values.isna(), annot=labels.to_numpy(), fmt="", linewidths=1, linecolor="white",
+                annot_kws={"fontsize": 9, "linespacing": 1.15}, ax=axes, cbar_ax=bar_axes,
+                cbar_kws={"label": colorbar_label}, **colour)
+    for i, j in np.argwhere(marked.to_numpy()):
+        state = states.iat[i, j]
+        mark(axes, j, i, 1, 1, state)
+        # seaborn draws no edge around a masked cell: the white grid line, as between the other cells
+        axes.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="white", linewidth=1))
+        axes.text(j + 0.5, i + 0.5, labels.iat[i, j], ha="center", va="center", fontsize=8.5, zorder=3,
+                  color="0.25" if state == "missing" else MARKS[state][1],
+                  bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none"})
+    axes.axvline(n_ops, color="white", linewidth=6)  # the row-mean column stands apart
+    axes.tick_params(length=0)
+    axes.tick_params(axis="y", rotation=0)  # seaborn turns y labels upright unless they overlap
     axes.set_xlabel("2nd transformation", fontsize=11)
     axes.set_ylabel("1st transformation", fontsize=11)
-    width_chars = int(figure.get_figwidth() * 13)
     axes.set_title(title, fontsize=12, pad=10, loc="center")
-    figure.text(0.5, 0.02, "\n".join(textwrap.wrap(header, width_chars)), ha="center", va="bottom", fontsize=7.5, color="0.3")
-    if legend:
-        axes.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.085), ncol=len(legend), frameon=False, fontsize=8.5)
+    footer(figure, header, chars_per_inch=13, fontsize=7.5, bottom=0.02)
+    handles = [mark_legend(state, label) for state, label in legend.items() if (states == state).any(axis=None)]
+    if handles:
+        axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.085), ncol=len(handles), frameon=False,
+                    fontsize=8.5)
     figure.subplots_adjust(left=0.13, right=0.9, top=0.9, bottom=0.17)
-
-
-def _legend(states: list[list[str]]) -> list[Patch]:
-    flat = {state for row in states for state in row}
-    legend = []
-    if "missing" in flat:
-        legend.append(Patch(facecolor="white", edgecolor=MISSING_COLOR, hatch=MISSING_HATCH, label="missing (no result)"))
-    if "failed" in flat:
-        legend.append(Patch(facecolor="white", edgecolor=FAILED_COLOR, hatch=FAILED_HATCH, label="failed (all runs)"))
-    return legend
+    return figure
 
 
 def value_range(tables: list[PairTable]) -> tuple[float, float]:
@@ -183,32 +148,18 @@ def value_range(tables: list[PairTable]) -> tuple[float, float]:
 
 def draw_heatmap(table: PairTable, title: str, header: str, metric: str = "linear_top1",
                  vrange: tuple[float, float] | None = None) -> plt.Figure:
-    ops = table.operators
-    typical = table.typical_n()
-    values = np.full((len(ops), len(ops) + 1), np.nan)
-    labels = [["" for _ in range(len(ops) + 1)] for _ in ops]
-    states = [["ok" for _ in range(len(ops) + 1)] for _ in ops]
-    row_mean = table.row_mean
-    for i, first in enumerate(ops):
-        for j, second in enumerate(ops):
-            cell = table.cell(first, second)
-            values[i, j] = cell.mean
-            labels[i][j] = cell_label(cell, typical)
-            states[i][j] = cell.state
-        values[i, -1] = row_mean[first]
-        text = table.row_mean_text(first)
-        labels[i][-1], states[i][-1] = ("missing", "missing") if text is None else (text, "ok")
-    low, high = vrange or value_range([table])
-    figure, axes, bar_axes = _figure(len(ops))
-    cmap = plt.get_cmap("viridis")
-    norm = matplotlib.colors.Normalize(low, high)
-    image = _draw_grid(axes, values, labels, states, cmap, norm, ops, ops + ["mean"])
-    axes.axvline(len(ops), color="white", linewidth=6, zorder=2.6)  # the row-mean column stands apart
-    figure.colorbar(image, cax=bar_axes, label=metric_label(metric))
-    if any(not table.row_complete(op) and not np.isnan(row_mean[op]) for op in ops):
+    ops, typical = table.operators, table.typical_n()
+    columns = ops + ["mean"]
+    values = pd.concat([table.mean, table.row_mean.rename("mean")], axis=1)
+    labels = pd.DataFrame([[cell_label(table.cell(a, b), typical) for b in ops] + [table.row_mean_text(a) or "missing"]
+                           for a in ops], index=ops, columns=columns)
+    states = pd.DataFrame([[table.cell(a, b).state for b in ops] + ["ok" if table.row_mean_text(a) else "missing"]
+                           for a in ops], index=ops, columns=columns)
+    if any(not table.row_complete(op) and not np.isnan(table.row_mean[op]) for op in ops):
         header = "* mean over the row's cells that have a result. " + header
-    _finish(figure, axes, title, header, _legend(states))
-    return figure
+    low, high = vrange or value_range([table])
+    return draw_pairs(values, labels, states, title, header, metric_label(metric),
+                      {"missing": "missing (no result)", "failed": "failed (all runs)"}, cmap="viridis", vmin=low, vmax=high)
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -292,39 +243,23 @@ def diff_table(a: PairTable, b: PairTable) -> DiffTable:
 
 def draw_difference(table: DiffTable, title: str, header: str, metric: str, names: tuple[str, str]) -> plt.Figure:
     ops = table.operators
-    values = np.full((len(ops), len(ops) + 1), np.nan)
-    labels = [["" for _ in range(len(ops) + 1)] for _ in ops]
-    states = [["ok" for _ in range(len(ops) + 1)] for _ in ops]
-    for i, first in enumerate(ops):
-        for j, second in enumerate(ops):
-            cell = table.cells[(first, second)]
-            values[i, j] = cell.diff
-            if cell.state == "both":
-                labels[i][j] = cell.diff_text("\n±")
-            else:
-                labels[i][j] = {"only A": f"only A\n({names[0]})", "only B": f"only B\n({names[1]})"}.get(cell.state, "missing")
-                states[i][j] = "only" if cell.state.startswith("only") else "missing"
-        values[i, -1] = table.row_mean(first)
-        text = table.row_mean_text(first)
-        labels[i][-1], states[i][-1] = ("missing", "missing") if text is None else (text, "ok")
-    finite = np.abs(values[np.isfinite(values)])
+    columns = ops + ["mean"]
+    values = pd.DataFrame([[table.cells[(a, b)].diff for b in ops] + [table.row_mean(a)] for a in ops], index=ops,
+                          columns=columns)
+    only = {"only A": f"only A\n({names[0]})", "only B": f"only B\n({names[1]})"}
+    labels = pd.DataFrame([[table.cells[(a, b)].diff_text("\n±") if table.cells[(a, b)].state == "both"
+                            else only.get(table.cells[(a, b)].state, "missing") for b in ops]
+                           + [table.row_mean_text(a) or "missing"] for a in ops], index=ops, columns=columns)
+    state_of = {"both": "ok", "only A": "only", "only B": "only", "neither": "missing"}
+    states = pd.DataFrame([[state_of[table.cells[(a, b)].state] for b in ops]
+                           + ["ok" if table.row_mean_text(a) else "missing"] for a in ops], index=ops, columns=columns)
+    finite = np.abs(values.to_numpy()[np.isfinite(values.to_numpy())])
     bound = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    figure, axes, bar_axes = _figure(len(ops))
-    cmap = plt.get_cmap("RdBu_r")
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
-    image = _draw_grid(axes, values, labels, states, cmap, norm, ops, ops + ["mean"])
-    axes.axvline(len(ops), color="white", linewidth=6, zorder=2.6)
-    figure.colorbar(image, cax=bar_axes, label=f"Δ {metric_label(metric)}: B − A")
     if any(0 < sum(table.cells[(op, b)].state == "both" for b in ops) < len(ops) for op in ops):
         header = "* mean over the row's cells present in both grids. " + header
-    legend = []
-    flat = {s for row in states for s in row}
-    if "only" in flat:
-        legend.append(Patch(facecolor="white", edgecolor=ONLY_COLOR, hatch=ONLY_HATCH, label="in one grid only"))
-    if "missing" in flat:
-        legend.append(Patch(facecolor="white", edgecolor=MISSING_COLOR, hatch=MISSING_HATCH, label="in neither"))
-    _finish(figure, axes, title, header, legend)
-    return figure
+    # bounds symmetric about 0, so that no difference is the middle (white) of the diverging map
+    return draw_pairs(values, labels, states, title, header, f"Δ {metric_label(metric)}: B − A",
+                      {"only": "in one grid only", "missing": "in neither"}, cmap="RdBu_r", vmin=-bound, vmax=bound)
 
 
 def diff_csv(table: DiffTable) -> pd.DataFrame:

@@ -8,8 +8,11 @@ import pytest
 from PIL import Image
 from report_helpers import PAPER_OPS, distinct_colours, make_result, make_spec, ordered_pairs, pair_grid, pair_value, run_id, write_results
 
+import ablate.report.heatmap as heatmap
 from ablate.report.build import write_report
-from ablate.report.data import ReportError, load_grid_frame
+from ablate.report.data import Cell, ReportError, load_grid_frame
+from ablate.report.heatmap import (PairTable, diff_table, draw_difference, draw_heatmap, pair_frame, pair_operators,
+                                   pair_table)
 
 SEEDS = [0, 1, 2]
 ABSENT = ("sobel", "noise")  # planned, never run
@@ -183,3 +186,77 @@ def test_the_header_says_when_runs_computed_colour_compiled(tmp_path):
     results[0]["provenance"]["color"] = "eager: torch.compile failed (no compiler)"
     write_results(tmp_path, "mixed", results[:1])
     assert "colour compiled" not in load_grid_frame(tmp_path, "mixed").header()
+
+
+# ------------------------------------------------------------------------------ the figure, read back
+
+
+def pair_table_of(root, grid, plan=None):
+    pairs = pair_frame(load_grid_frame(root, grid, plan).frame)
+    return pair_table(pairs, pair_operators(pairs))
+
+
+def texts_by_cell(axes):
+    """Each text on the heatmap's axes by the cell whose centre it sits at: {(row, column): text}."""
+    return {(int(t.get_position()[1]), int(t.get_position()[0])): t.get_text() for t in axes.texts}
+
+
+def test_figure_shows_the_tables_means_and_masks_cells_without_a_result(fig5):
+    folder, plan, written, _ = fig5
+    axes = draw_heatmap(pair_table_of(folder / "results", "fig5", plan), "title", "header").axes[0]
+    drawn = np.ma.asarray(axes.collections[0].get_array()).reshape(7, 8)  # seaborn's QuadMesh: 7 operators + row mean
+    texts = texts_by_cell(axes)
+    for i, first in enumerate(PAPER_OPS):
+        row = []
+        for j, second in enumerate(PAPER_OPS):
+            values = written.get((first, second))
+            if not values:
+                assert drawn.mask[i, j] and texts[(i, j)] == ("failed" if (first, second) == ALL_FAILED else "missing")
+                continue
+            row.append(statistics.mean(values))
+            assert not drawn.mask[i, j] and drawn[i, j] == pytest.approx(statistics.mean(values), abs=1e-9)
+            expected = f"{statistics.mean(values):.1f}\n±{statistics.stdev(values):.1f}"
+            if (first, second) == ONE_FAILED:
+                expected += "\nn=2, 1 failed"
+            assert texts[(i, j)] == expected
+        assert drawn[i, 7] == pytest.approx(statistics.mean(row), abs=1e-9)
+        assert texts[(i, 7)] == f"{statistics.mean(row):.1f}" + ("*" if len(row) < 7 else "")
+    hatched = {(int(p.get_y()), int(p.get_x())): p.get_hatch() for p in axes.patches if p.get_hatch()}
+    cell_of = {name: PAPER_OPS.index(name) for name in PAPER_OPS}
+    assert hatched == {(cell_of[ABSENT[0]], cell_of[ABSENT[1]]): "///", (cell_of[ALL_FAILED[0]], cell_of[ALL_FAILED[1]]): "xx"}
+    means = [statistics.mean(v) for v in written.values()]
+    assert (axes.collections[0].norm.vmin, axes.collections[0].norm.vmax) == pytest.approx((min(means), max(means)))
+
+
+def test_facets_share_one_colour_scale(tmp_path, monkeypatch):
+    """Two methods 30 points apart: both figures colour on the range of all cells, so equal colours mean equal numbers."""
+    figures, draw = [], heatmap.draw_heatmap
+    monkeypatch.setattr(heatmap, "draw_heatmap", lambda *args, **kw: figures.append(draw(*args, **kw)) or figures[-1])
+    values = {(method, ops[0], ops[-1]): pair_value(ops[0], ops[-1], 0, offset)
+              for method, offset in (("simclr", 0.0), ("supervised", 30.0)) for ops in ordered_pairs(["crop", "color"])}
+    write_results(tmp_path / "results", "m", [make_result(make_spec([a] if a == b else [a, b], 0, m), "m", v)
+                                               for (m, a, b), v in values.items()])
+    write_report(tmp_path / "results", "m", tmp_path / "reports", "heatmap")
+    assert len(figures) == 2
+    for figure in figures:
+        mesh = figure.axes[0].collections[0]
+        assert (mesh.norm.vmin, mesh.norm.vmax) == pytest.approx((min(values.values()), max(values.values())))
+    colorbars = [figure.axes[1].get_ylim() for figure in figures]
+    assert colorbars[0] == pytest.approx(colorbars[1])
+
+
+def test_difference_figure_shows_b_minus_a_and_hatches_cells_in_one_grid_only():
+    a = PairTable(["crop", "color"], {("crop", "crop"): Cell([60.0, 62.0]), ("crop", "color"): Cell([70.0, 72.0]),
+                                       ("color", "crop"): Cell([50.0, 52.0])})
+    b = PairTable(["crop", "color"], {("crop", "crop"): Cell([65.0, 67.0]), ("crop", "color"): Cell([68.0, 70.0])})
+    axes = draw_difference(diff_table(a, b), "title", "header", "linear_top1", ("ga", "gb")).axes[0]
+    drawn = np.ma.asarray(axes.collections[0].get_array()).reshape(2, 3)
+    assert drawn[0].tolist() == pytest.approx([5.0, -2.0, 1.5])  # row mean over the two shared cells
+    assert drawn.mask[1].all()
+    texts = texts_by_cell(axes)
+    # each side: std sqrt(2), n = 2, so the standard error of the difference is sqrt(2/2 + 2/2)
+    stderr = f"{np.sqrt(2):.1f}"
+    assert texts[(0, 0)] == f"+5.0\n±{stderr}" and texts[(0, 1)] == f"-2.0\n±{stderr}" and texts[(0, 2)] == "+1.5"
+    assert texts[(1, 0)] == "only A\n(ga)" and texts[(1, 1)] == "missing" and texts[(1, 2)] == "missing"
+    mesh = axes.collections[0]
+    assert (mesh.norm.vmin, mesh.norm.vmax) == (-5.0, 5.0)  # symmetric about 0, the largest |difference|
