@@ -10,13 +10,18 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ablate.config import OPERATORS as OPERATOR_NAMES
-from ablate.config import GridError, GridSpec, load_grid
-from ablate.plan import PlannedRun, plan_grid
+# Every other import is made where it is needed: `ablate --help` then loads neither pydantic nor the
+# grid stages, and no command loads torch, kornia or submitit unless it trains, previews or submits.
+if TYPE_CHECKING:
+    from ablate.config import GridSpec
+    from ablate.plan import PlannedRun
+    from ablate.settings import Settings
 
 DEFAULT_RESULTS = Path("results")
 DEFAULT_REPORTS = Path("reports")
+EXECUTORS = ("auto", "local", "slurm")  # ablate.settings.EXECUTORS, repeated so that --help needs no pydantic
 
 
 class UsageError(Exception):
@@ -28,7 +33,11 @@ def _say(message: str) -> None:
 
 
 def load_and_plan(path: str, overrides: list[str]) -> tuple[GridSpec, list[PlannedRun]]:
+    from ablate.config import load_grid
+
     grid = load_grid(Path(path), overrides)
+    from ablate.plan import plan_grid  # after the grid is read: a grid with a typo never needs it
+
     return grid, plan_grid(grid)
 
 
@@ -53,22 +62,30 @@ def preflight(planned: list[PlannedRun]) -> None:
 # ------------------------------------------------------------------------------------------- run
 
 
-def check_environment() -> None:
-    """ABLATE_* variables read later (by runs, previews, the SLURM follower): a bad value is bad input, said now."""
-    from ablate.augment.compiled import color_compile_requested
-    from ablate.execute.slurm import grace_seconds
+def check_environment() -> Settings:
+    """Every ABLATE_* variable, validated before any work: a bad value is bad input, said now (one line)."""
+    from ablate.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as err:
+        raise UsageError(str(err)) from None
+
+
+def check_device() -> None:
+    """The device ABLATE_DEVICE names must exist on this machine: for commands that train or preview.
+
+    Needs torch, so the other commands (--dry-run, status, report) leave it out and start fast.
+    """
+    device = check_environment().device
+    if device is None:
+        return
     from ablate.run import parse_device
 
     try:
-        if os.environ.get("ABLATE_DEVICE"):
-            parse_device(os.environ["ABLATE_DEVICE"])
+        parse_device(device)
     except ValueError as err:
         raise UsageError(f"ABLATE_DEVICE: {err}") from None
-    try:  # these two name their variable in the message themselves
-        color_compile_requested()
-        grace_seconds()
-    except ValueError as err:
-        raise UsageError(str(err)) from None
 
 
 def device_argument(text: str):
@@ -82,9 +99,9 @@ def device_argument(text: str):
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from ablate.execute import run_states, runs_to_do
-
     grid, planned = load_and_plan(args.grid, args.set)
+    from ablate.execute import make_executor, run_states, runs_to_do
+
     results_root = Path(args.results_dir)
     states = run_states(planned, results_root, grid.name)  # every result file read once, here
     todo = runs_to_do(planned, states, args.retry_failed)
@@ -94,18 +111,13 @@ def command_run(args: argparse.Namespace) -> int:
             print(f"{run.run_id}  {states[run.run_id]:<9}  {axes}")
         print(f"grid {grid.name}: {len(planned)} runs, {len(planned) - len(todo)} done or skipped, {len(todo)} to run")
         return 0
-    import os
-
-    from ablate.execute.slurm import choose_executor
-
-    args.executor = args.executor or os.environ.get("ABLATE_EXECUTOR") or "auto"
-    if args.executor not in EXECUTORS:
-        raise UsageError(f"ABLATE_EXECUTOR is {args.executor!r}; expected one of {', '.join(EXECUTORS)}")
-    executor, why = choose_executor(args.executor)
+    check_device()
+    wanted = args.executor or check_environment().executor or "auto"
+    executor = make_executor(wanted, grid, results_root, jobs=args.jobs, retry_failed=args.retry_failed)
     earlier_failures = [r for r in planned if states[r.run_id] == "failed"]
     if not todo:
-        nothing = "nothing to train" + ("; nothing submitted to SLURM" if executor == "slurm" else "")
-        print(f"grid {grid.name}: all {len(planned)} runs are already done; {nothing}. Results in {results_root / grid.name}")
+        print(f"grid {grid.name}: all {len(planned)} runs are already done; nothing to train{executor.idle_note}. "
+              f"Results in {results_root / grid.name}")
         if earlier_failures:
             print(f"{len(earlier_failures)} of them failed earlier; rerun them with --retry-failed")
             return 1
@@ -113,62 +125,23 @@ def command_run(args: argparse.Namespace) -> int:
     from ablate.store import check_writable
 
     check_writable(results_root)  # after the grid is read, before any training: a full or read-only disk is bad input
-    if executor == "slurm":
-        return run_on_slurm(args, grid, planned, todo, results_root, why)
-    preflight(todo)
-    from ablate.execute.local import run_local
-
-    summary = run_local(todo, grid.name, results_root, len(planned), jobs=args.jobs, retry_failed=args.retry_failed,
-                        show_progress=not args.quiet)
-    print(f"grid {grid.name}: {summary.total} runs: {summary.completed} completed now, {summary.skipped} already done, "
-          f"{len(summary.failed)} failed. Results in {results_root / grid.name}")
-    for run_id, message in summary.failed:
-        print(f"  failed {run_id}: {message}")
-    if summary.failed:
-        print(f"see `ablate status {args.grid}`; rerun failed runs with --retry-failed")
-        return 1
-    return 0
-
-
-def run_on_slurm(args: argparse.Namespace, grid: GridSpec, planned: list[PlannedRun], todo: list[PlannedRun],
-                 results_root: Path, why: str) -> int:
-    """Submit the runs not yet done nor in flight as job arrays, then (unless --no-wait) follow them to the end."""
-    from ablate.execute import slurm
-
-    if args.executor == "slurm":
-        available, reason = slurm.slurm_available()
-        if not available:
-            raise UsageError(f"--executor slurm: {reason}; use --executor local, or run this on the cluster's login node")
-    fresh, flying, lost = slurm.partition_runs(todo, grid.name, results_root, args.retry_failed)
-    for view in lost:
-        print("\n".join(slurm.describe_failure(view)))
-    if fresh:
-        preflight(fresh)
-        try:
-            submitted, folder = slurm.submit_runs(fresh, grid.name, results_root, grid.slurm)
-        except slurm.SubmitError as err:
-            raise UsageError(str(err)) from None
-        arrays = slurm.describe_arrays(submitted)
-        print(f"grid {grid.name}: submitted {len(submitted)} runs to SLURM ({why}) as job array {arrays}, at most "
-              f"{grid.slurm.array_parallelism} at once; logs in {folder}")
-    else:
-        print(f"grid {grid.name}: nothing to submit" + (f"; {len(flying)} runs already queued or running on SLURM" if flying else ""))
-    follow = fresh + flying
-    if not follow:
-        print(f"grid {grid.name}: {len(lost)} runs lost their SLURM job; rerun them with --retry-failed")
-        return 1
-    if args.no_wait:
+    started = executor.submit(todo, len(planned), check=preflight, say=print)
+    if not started.runs:
+        return 1  # nothing started nor in flight: every run was found lost (the executor said so)
+    if args.no_wait and executor.keeps_running:
         print(f"not waiting; follow the runs with `ablate status {args.grid}`")
         return 0
     try:
-        summary = slurm.follow(follow, grid.name, results_root, len(planned), say=print,
-                               live=None if args.quiet else slurm.stderr_live)
+        summary = executor.follow(started, say=print, show_progress=not args.quiet)
     except KeyboardInterrupt:
-        _say(f"\nablate: stopped waiting; the jobs keep running on SLURM. Follow them with `ablate status {args.grid}`")
+        if not executor.keeps_running:
+            raise  # the runs stop with us: main's message
+        _say(f"\nablate: stopped waiting; the jobs keep running {executor.keeps_running}. "
+             f"Follow them with `ablate status {args.grid}`")
         return 130
-    failed = len(summary.failed) + len(lost)
-    print(f"grid {grid.name}: {summary.total} runs: {summary.completed} completed now, "
-          f"{summary.skipped - len(lost)} already done, {failed} failed. Results in {results_root / grid.name}")
+    failed = len(summary.failed) + summary.lost
+    print(f"grid {grid.name}: {summary.total} runs: {summary.completed} completed now, {summary.skipped} already done, "
+          f"{failed} failed. Results in {results_root / grid.name}")
     for run_id, message in summary.failed:
         print(f"  failed {run_id}: {message}")
     if failed:
@@ -177,21 +150,18 @@ def run_on_slurm(args: argparse.Namespace, grid: GridSpec, planned: list[Planned
     return 0
 
 
-EXECUTORS = ("auto", "local", "slurm")
-
-
 # ---------------------------------------------------------------------------------------- status
 
 
 def command_status(args: argparse.Namespace) -> int:
     """Counts from the result files and, for runs submitted to SLURM, from the scheduler (jobs recorded
     in the run folders). A job that ended without a result is recorded as failed, with its log's tail."""
-    from ablate.execute import slurm
+    from ablate.execute import describe_failure, look
     from ablate.store import run_dir
 
     grid, planned = load_and_plan(args.grid, args.set)
     results_root = Path(args.results_dir)
-    views = slurm.Follower(grid.name, results_root).look(planned)
+    views = look(planned, grid.name, results_root)
     counts = {"completed": 0, "failed": 0, "pending": 0, "corrupt": 0, "running": 0, "queued": 0}
     problems = []
     for view in views:
@@ -205,7 +175,7 @@ def command_status(args: argparse.Namespace) -> int:
                 error = (view.result or {}).get("error") or {}
                 problems.append(f"  failed  {view.run.run_id}: {error.get('type', 'Error')}: {error.get('message', '')} ({folder})")
                 if view.log is not None:
-                    problems += ["  " + line for line in slurm.describe_failure(view, tail_lines=10)[1:]]
+                    problems += ["  " + line for line in describe_failure(view, tail_lines=10)[1:]]
         else:
             counts["pending"] += 1
             if view.state in ("running", "queued"):
@@ -225,6 +195,7 @@ def command_status(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
+    from ablate.config import GridError
     from ablate.report.build import latest_grid, write_compare_report, write_report
     from ablate.store import check_writable
 
@@ -274,10 +245,13 @@ def command_report(args: argparse.Namespace) -> int:
 
 def command_preview(args: argparse.Namespace) -> int:
     """Sample images of the grid's dataset under each operator alone and each ordered pair."""
+    from ablate.config import OPERATORS as OPERATOR_NAMES
+    from ablate.config import load_grid
     from ablate.data import DatasetUnavailable, load_dataset
     from ablate.preview import write_preview
     from ablate.store import check_writable
 
+    check_device()
     grid = load_grid(Path(args.grid), args.set)
     out = Path(args.out) if args.out else Path(DEFAULT_REPORTS) / grid.name / "preview.png"
     check_writable(out.parent, min_free_bytes=0, what="preview folder", option="--out")
@@ -299,6 +273,7 @@ def command_preview(args: argparse.Namespace) -> int:
 def command_bench(args: argparse.Namespace) -> int:
     from ablate.bench import BenchmarkUnavailable, bench_command
 
+    check_device()
     try:
         return bench_command(args)
     except BenchmarkUnavailable as err:  # bench augment outside a checkout: benchmarks/ is not installed
@@ -390,28 +365,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 MAX_PROBLEMS_SHOWN = 50
 
+# Errors that mean bad input (exit 2, "ablate: <message>"), by module and name. They are looked up,
+# not imported: importing every stage (pydantic models, the store, pandas and matplotlib for the
+# report) would slow every command down, and only a stage that was imported can raise its errors.
+BAD_INPUT_ERRORS = (("ablate.store", "ResultsUnwritable"), ("ablate.store", "ResultTooNew"), ("ablate.execute.base", "ExecutorError"),
+                    ("ablate.report.data", "ReportError"))
+
+
+def _raised(err: BaseException, module: str, name: str) -> bool:
+    """True when err is an instance of module.name, a module this process has imported."""
+    kind = getattr(sys.modules.get(module), name, None)
+    return kind is not None and isinstance(err, kind)
+
 
 def main(argv: list[str] | None = None) -> int:
-    from ablate.store import ResultsUnwritable, StoreWriteError
-
     if hasattr(sys.stderr, "reconfigure"):
         sys.stderr.reconfigure(errors="backslashreplace")  # odd characters in a message never crash it
     args = build_parser().parse_args(argv)
     try:
-        check_environment()  # every command: a bad ABLATE_* value is one line and exit 2, wherever it is read
+        check_environment()  # every command: a bad variable is one line and exit 2, wherever it is read later
         return args.handler(args)
-    except GridError as err:
-        for problem in err.problems[:MAX_PROBLEMS_SHOWN]:
-            _say(str(problem))
-        if len(err.problems) > MAX_PROBLEMS_SHOWN:
-            _say(f"... and {len(err.problems) - MAX_PROBLEMS_SHOWN} more problems")
-        return 2
-    except (UsageError, ResultsUnwritable) as err:
+    except UsageError as err:
         _say(f"ablate: {err}")
         return 2
-    except StoreWriteError as err:  # mid-run: the disk filled up or the folder went away
-        _say(f"ablate: {err.strerror}. Completed results are untouched; rerun the same command to finish the rest")
-        return 1
     except KeyboardInterrupt:
         _say("ablate: interrupted; completed runs are kept, rerun the same command to finish the rest")
         return 130
@@ -421,12 +397,18 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:
-        # ReportError is looked up, not imported: importing the report stage (pandas, matplotlib) would
-        # slow every command down, and only the report stage, once imported, can raise it.
-        report_error = getattr(sys.modules.get("ablate.report.data"), "ReportError", None)
-        if report_error is not None and isinstance(err, report_error):
+        if _raised(err, "ablate.config", "GridError"):
+            for problem in err.problems[:MAX_PROBLEMS_SHOWN]:
+                _say(str(problem))
+            if len(err.problems) > MAX_PROBLEMS_SHOWN:
+                _say(f"... and {len(err.problems) - MAX_PROBLEMS_SHOWN} more problems")
+            return 2
+        if any(_raised(err, module, name) for module, name in BAD_INPUT_ERRORS):
             _say(f"ablate: {err}")
             return 2
+        if _raised(err, "ablate.store", "StoreWriteError"):  # mid-run: the disk filled up or the folder went away
+            _say(f"ablate: {err.strerror}. Completed results are untouched; rerun the same command to finish the rest")
+            return 1
         raise
 
 

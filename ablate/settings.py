@@ -29,6 +29,10 @@ from pydantic import BaseModel, ConfigDict
 
 EXECUTORS = ("auto", "local", "slurm")
 DEVICE_PATTERN = re.compile(r"(cpu|cuda)(:\d+)?\Z")
+# torch's other device types: torch.device accepts them, so they get "ablate runs on cpu or cuda";
+# any other word is "not a device name", as torch.device says.
+OTHER_TORCH_DEVICES = ("mps", "xpu", "hip", "meta", "xla", "lazy", "vulkan", "ipu", "hpu", "mtia", "maia", "ve", "fpga",
+                       "ideep", "mkldnn", "opengl", "opencl", "privateuseone")
 
 
 class SettingsError(ValueError):
@@ -69,7 +73,7 @@ def _device(env: Mapping[str, str]) -> str | None:
     value = _text(env, "ABLATE_DEVICE")
     if value is None or DEVICE_PATTERN.match(value):
         return value
-    if re.fullmatch(r"[a-z]+(:\d+)?", value):  # another kind of device (mps, xpu, ...)
+    if re.fullmatch(rf"({'|'.join(OTHER_TORCH_DEVICES)})(:\d+)?", value):  # a device torch knows, not ablate
         raise SettingsError(f"ABLATE_DEVICE: {value!r}: ablate runs on cpu or cuda")
     raise SettingsError(f"ABLATE_DEVICE: {value!r} is not a device name; expected e.g. cpu or cuda")
 

@@ -198,8 +198,13 @@ def read_result(directory: Path) -> dict[str, Any] | None:
 
 
 def run_state(directory: Path) -> RunState:
+    """The run's state from its result file. A file written by a newer ablate is not "corrupt" here:
+    ResultTooNew is raised, so that `ablate run` refuses (exit 2) instead of training the run again
+    and replacing a result this version cannot read."""
     try:
         result = read_result_model(directory)
+    except ResultTooNew:
+        raise
     except CorruptResult:
         return "corrupt"
     return "pending" if result is None else result.status

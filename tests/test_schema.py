@@ -134,7 +134,24 @@ def test_a_newer_file_says_to_upgrade_ablate(tmp_path):
         store.read_result(tmp_path)
     assert str(caught.value) == (f"{path}: written by a newer ablate (schema_version 3; this ablate reads up to 2): "
                                  "upgrade ablate")
-    assert isinstance(caught.value, store.CorruptResult) and store.run_state(tmp_path) == "corrupt"
+    assert isinstance(caught.value, store.CorruptResult)
+    with pytest.raises(store.ResultTooNew):  # never "corrupt": that would train the run again over the file
+        store.run_state(tmp_path)
+
+
+def test_run_refuses_a_grid_holding_a_newer_result_and_leaves_the_file_alone(tmp_path):
+    from ablate.config import load_grid
+    from ablate.plan import plan_grid
+
+    (tmp_path / "g.yaml").write_text("name: g\ndataset: {name: shapes}\nmodel: {arch: small_cnn}\ngrid:\n  seed: [0]\n")
+    (run,) = plan_grid(load_grid(tmp_path / "g.yaml"))
+    path = write_raw(store.run_dir(tmp_path / "results", "g", run.run_id), {**V1_COMPLETED, "schema_version": 3})
+    before = path.read_bytes()
+    process = run_ablate("run", "g.yaml", "--quiet", cwd=tmp_path)
+    assert process.returncode == 2
+    assert process.stderr.strip() == (f"ablate: {path.relative_to(tmp_path)}: written by a newer ablate (schema_version 3; "
+                                      "this ablate reads up to 2): upgrade ablate")
+    assert path.read_bytes() == before
 
 
 def test_status_names_the_bad_field_of_a_result(tmp_path):

@@ -138,7 +138,7 @@ class EvalSpec(StrictModel):
 class SlurmSpec(StrictModel):
     """The grid file's `slurm:` section: how runs are submitted (not part of a run's spec or id).
 
-    Each field maps to one submitit parameter (`ablate.execute.slurm.executor_parameters`); a field
+    Each field maps to one submitit parameter (`ablate.execute.slurm.submit.executor_parameters`); a field
     left unset is not requested, so the cluster's default applies.
     """
 

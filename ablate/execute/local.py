@@ -8,9 +8,9 @@ from typing import Any
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from ablate.execute import Summary
-from ablate.plan import PlannedRun
+from ablate.execute.base import Check, Executor, Say, Started, Summary
 from ablate.execute.claim import run_claimed
+from ablate.plan import PlannedRun
 
 
 def _describe(run: PlannedRun) -> str:
@@ -72,3 +72,21 @@ def _count(summary: Summary, result: dict[str, Any] | None) -> None:
         summary.completed += 1
     else:
         summary.failed.append((result["run_id"], result["error"]["message"]))
+
+
+class LocalExecutor(Executor):
+    """Trains in this machine's processes: `submit` checks the runs' datasets, `follow` trains them."""
+
+    name = "local"
+
+    def __init__(self, grid: str, results_root: Path, jobs: int = 1, retry_failed: bool = True):
+        super().__init__(grid, results_root, retry_failed)
+        self.jobs = jobs
+
+    def submit(self, todo: list[PlannedRun], total: int, check: Check, say: Say) -> Started:
+        check(todo)
+        return Started(todo, total)
+
+    def follow(self, started: Started, say: Say, show_progress: bool) -> Summary:
+        return run_local(started.runs, self.grid, self.results_root, started.total, jobs=self.jobs,
+                         retry_failed=self.retry_failed, show_progress=show_progress)

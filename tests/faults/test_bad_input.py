@@ -48,7 +48,7 @@ CASES: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("unknown-axis", "name: x\ngrid:\n  augment.colour_strength: [1]\n", [],
      [":3: grid.augment.colour_strength: unknown axis (did you mean 'augment.color_strength'?); allowed in augment: protocol, ops,"]),
     ("unknown-axis-section", "name: x\ngrid:\n  optim.lr: [1]\n", [],
-     [":3: grid.optim.lr: unknown axis (did you mean 'train.lr'?); allowed: pair, seed, method, or SECTION.FIELD with SECTION one of augment, dataset, eval, model, train"]),
+     [":3: grid.optim.lr: unknown axis (did you mean 'train.lr'?); allowed: pair, seed, method, or SECTION.FIELD with SECTION one of augment, dataset, eval, method, model, train"]),
     ("wrong-type-int", "name: x\ntrain: {batch_size: ten}\n", [], [":2: train.batch_size: got 'ten'; input should be a valid integer"]),
     ("wrong-type-section", "name: x\ntrain: 5\n", [], [":2: train: got 5; input should be a valid dictionary"]),
     ("wrong-type-grid", "name: x\ngrid: [seed]\n", [], [":2: grid: got ['seed']; input should be a valid dictionary"]),

@@ -1,0 +1,154 @@
+"""What runs inside a SLURM job: one planned run, trained through `run_claimed`, requeued at a time-out.
+
+The submitted callable, `SlurmRun`, holds only JSON (spec, axes), the grid name, the run id and the
+results folder. It trains through `run_claimed` (lock, completion re-check, `run_and_store`) and, at
+a time-out or preemption signal, asks to be requeued as itself: the next attempt resumes from the
+run's own `checkpoint.pt`. Nothing else (no model) is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from ablate.execute import claim
+from ablate.execute.claim import LOCK_FILE, STALE_AFTER_SECONDS, run_claimed
+from ablate.plan import PlannedRun
+from ablate.store import CorruptResult, read_result, run_dir
+
+ATTEMPT_FILE = ".slurm_attempt.json"  # in the run folder: host and pid of the job's latest attempt
+
+
+class SlurmRun(Checkpointable):
+    """What a SLURM job runs: one planned run, through `run_claimed`. Picklable by reference.
+
+    At a time-out or preemption signal submitit calls `checkpoint()` and requeues the job with its
+    answer: this same object, whose next call resumes from the run's own checkpoint.pt.
+    """
+
+    def __init__(self, run: PlannedRun, grid: str, results_root: Path | str):
+        self.spec_json = run.spec.model_dump_json()
+        self.axes_json = json.dumps(run.axes)
+        self.grid = grid
+        self.run_id = run.run_id
+        self.results_root = str(Path(results_root).absolute())
+
+    def planned(self) -> PlannedRun:
+        from ablate.config import RunSpec
+
+        return PlannedRun(self.run_id, RunSpec.model_validate_json(self.spec_json), json.loads(self.axes_json))
+
+    def folder(self) -> Path:
+        return run_dir(Path(self.results_root), self.grid, self.run_id)
+
+    def __call__(self) -> dict[str, Any]:
+        folder = self.folder()
+        job_id = current_job_id()
+        _log(f"run {self.run_id} of grid {self.grid} in SLURM job {job_id} (restart {restart_count()}) on {socket.gethostname()}")
+        _use_allocated_cpus()
+        _break_lock_of_earlier_attempt(folder, job_id)
+        _record_attempt(folder, job_id)
+        deadline = time.time() + STALE_AFTER_SECONDS + 60
+        while True:
+            result = run_claimed(self.planned(), self.grid, Path(self.results_root), retry_failed=True,
+                                 progress=_log_epoch)
+            if result is not None:
+                _log(f"run {self.run_id}: {result['status']}" + (f" (resumed from epoch {result.get('resumed_from_epoch'):.2f})"
+                                                                  if result.get("resumed_from_epoch") is not None else ""))
+                return {"run_id": self.run_id, "status": result["status"]}
+            try:
+                existing = read_result(folder)
+            except CorruptResult:
+                existing = None
+            if existing is not None and existing["status"] == "completed":
+                _log(f"run {self.run_id}: already completed; nothing to do")
+                return {"run_id": self.run_id, "status": "completed"}
+            if time.time() > deadline:
+                raise RuntimeError(f"run {self.run_id} stayed locked by another process ({folder / LOCK_FILE}); "
+                                   "it is trained elsewhere, or remove the lock file if nothing runs it")
+            _log(f"run {self.run_id} is held by another process ({folder / LOCK_FILE}); waiting for it")
+            time.sleep(10)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
+        _log(f"run {self.run_id}: time-out or preemption signal; requeueing, the next attempt resumes from "
+             f"{self.folder() / 'checkpoint.pt'}")
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+def current_job_id() -> str:
+    """'<array>_<task>' inside an array task, else the job's id; '' outside a submitit job.
+
+    submitit's JobEnvironment reads them (SLURM_ARRAY_JOB_ID, SLURM_ARRAY_TASK_ID, SLURM_JOB_ID).
+    """
+    try:
+        return submitit.JobEnvironment().job_id
+    except (RuntimeError, KeyError):  # not in a job submitit started / its id variable is missing
+        return ""
+
+
+def restart_count() -> str:
+    """How many times SLURM has requeued this job ('0' on the first attempt).
+
+    Read by hand: submitit's JobEnvironment has no such field.
+    """
+    return os.environ.get("SLURM_RESTART_COUNT", "0")
+
+
+def _log(message: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"ablate {stamp} - {message}", flush=True)
+
+
+def _log_epoch(event: dict[str, Any]) -> None:
+    if event["step"] == event["steps_per_epoch"]:
+        _log(f"epoch {event['epoch']} done, loss {event['loss']:.4f}")
+
+
+def _use_allocated_cpus() -> None:
+    """torch threads = the CPUs SLURM gave the job, not every core of the node.
+
+    SLURM_CPUS_PER_TASK is read by hand: submitit's JobEnvironment has no such field.
+    """
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus and cpus.isdigit():
+        import torch
+
+        torch.set_num_threads(int(cpus))
+
+
+def _record_attempt(folder: Path, job_id: str) -> None:
+    from ablate.store import write_json_atomic
+
+    write_json_atomic(folder / ATTEMPT_FILE, {"job_id": job_id, "host": socket.gethostname(), "pid": os.getpid(),
+                                              "restart": restart_count(), "started": time.time()})
+
+
+def _break_lock_of_earlier_attempt(folder: Path, job_id: str) -> None:
+    """Remove a lock left by an earlier attempt of this same job (killed at preemption or requeue).
+
+    A job runs one attempt at a time, so a lock whose holder is the job's previous attempt (host and
+    pid recorded in ATTEMPT_FILE) is certainly stale, even on another host where claim's own rule
+    would wait STALE_AFTER_SECONDS for its heartbeat to age.
+    """
+    lock = folder / LOCK_FILE
+    holder = claim.lock_holder(lock)
+    if holder is None:
+        return
+    try:
+        attempt = json.loads((folder / ATTEMPT_FILE).read_text())
+    except (OSError, ValueError):
+        attempt = {}
+    here = (socket.gethostname(), os.getpid())
+    holder_id = (holder.get("host"), holder.get("pid"))
+    earlier = bool(job_id) and attempt.get("job_id") == job_id and (attempt.get("host"), attempt.get("pid")) == holder_id
+    if holder_id != here and not earlier:
+        return  # someone else's lock: claim's own rules decide
+    if claim.break_lock_held_by(lock, *holder_id):  # under claim's breaker lock: no race with another breaker
+        _log(f"removed the lock left by this job's earlier attempt ({holder_id[0]}, pid {holder_id[1]})")
