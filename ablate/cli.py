@@ -230,6 +230,7 @@ def command_report(args: argparse.Namespace) -> int:
     else:
         name, planned = resolve(args.grid)
         chosen = [w for w, on in (("heatmap", args.heatmap), ("table", args.table or bool(args.rows or args.cols))) if on]
+        chosen += [kind for kind in args.kind if kind not in chosen]
         if args.all or not chosen:
             chosen = ["all"]
         written = []
@@ -326,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--heatmap", action="store_true", help="Figure 5 style heatmap of first × second operator")
     report.add_argument("--table", action="store_true", help="Table 1 (method × colour strength), or a pivot with --rows/--cols")
     report.add_argument("--all", action="store_true", help="everything the grid allows plus index.html (the default)")
+    report.add_argument("--kind", action="append", default=[], metavar="NAME",
+                        help="a report type by name (ablate.report.build.REPORT_TYPES: heatmap, table, ...); repeatable")
     report.add_argument("--rows", metavar="AXIS", help="pivot table rows: any result column, e.g. method")
     report.add_argument("--cols", metavar="AXIS", help="pivot table columns: any result column, e.g. train.batch_size")
     report.add_argument("--compare", nargs=2, metavar=("GRID_A", "GRID_B"),

@@ -12,6 +12,8 @@ writes the footer: the two things seaborn does not draw.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,8 +22,15 @@ import seaborn as sns
 from matplotlib.patches import Rectangle
 
 from ablate.config import OPERATORS
-from ablate.report.data import MISSING, Cell, collect_cells, metric_label  # noqa: F401
+from ablate.report.data import (  # noqa: F401
+    MISSING, PAIR_AXES, Cell, GridFrame, ReportError, collect_cells, metric_label, split_on, varying_axes,
+)
+from ablate.report.files import add_facet, seed_note, write_section_tables
+from ablate.report.html import Section
 from ablate.report.plots import MARKS, footer, mark, mark_legend
+
+if TYPE_CHECKING:
+    from ablate.report.build import ReportOptions
 
 
 @dataclass
@@ -285,3 +294,53 @@ def diff_markdown(table: DiffTable) -> str:
         cells.append(table.row_mean_text(first) or MISSING)
         lines.append(f"| {first} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------- the report type
+
+
+class HeatmapReport:
+    """Figure 5: one heatmap of first × second operator per facet, with heatmap.csv and heatmap.md.
+
+    Chosen by `--all` for a grid of single operators and ordered pairs that is not a Table 1 grid.
+    """
+
+    def applies(self, grid: GridFrame, options: ReportOptions) -> bool:
+        from ablate.report.tables import table1_applies
+
+        return not pair_frame(grid.frame).empty and not table1_applies(grid)
+
+    def section(self, grid: GridFrame, out: Path, options: ReportOptions) -> Section:
+        pairs = pair_frame(grid.frame)
+        if pairs.empty and not options.operators:
+            raise ReportError(f"grid {grid.grid!r} has no run of one operator or an ordered pair to draw")
+        order = options.operators or pair_operators(pairs)
+        split = split_on(pairs, varying_axes(pairs, PAIR_AXES))
+        tables = [(facet, part, pair_table(part, order, options.metric)) for facet, part in split]
+        vrange = value_range([table for _, _, table in tables])
+        header = grid.header()
+        section = Section("Figure 5: pairs of transformations")
+        if split.axes:
+            section.note = f"One heatmap per value of {', '.join(split.axes)} (these vary in the grid and are not averaged)."
+        frames, markdown = [], [f"# {grid.grid}: {options.metric}\n\n{header}\n"]
+        for facet, part, table in tables:
+            title = f"{metric_label(options.metric)}: 1st × 2nd transformation ({seed_note(part)})"
+            if facet.values:
+                title += f"\n{facet.label}"
+            add_facet(section, frames, markdown, facet, title, out / f"heatmap{facet.suffix}",
+                      draw_heatmap(table, title, header, options.metric, vrange), table_csv(table), table_markdown(table),
+                      pair_html(table, title.replace("\n", " · ")))
+        write_section_tables(section, out / "heatmap", frames, markdown)
+        return section
+
+
+def pair_html(table: PairTable, caption: str) -> str:
+    from ablate.report.tables import html_table
+
+    rows = []
+    for first in table.operators:
+        cells = [(table.cell(first, second).text(), table.cell(first, second).state) for second in table.operators]
+        mean = table.row_mean_text(first)
+        cells.append(("—", "missing") if mean is None else (mean, "ok"))
+        rows.append((first, cells))
+    return html_table("1st \\ 2nd", table.operators + ["row mean"], rows, caption)

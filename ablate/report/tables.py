@@ -18,15 +18,22 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
 from ablate.config import OPERATORS
 from ablate.config.methods import METHOD_SPECS
 from ablate.report.data import (
-    PAIR_AXES, Cell, Facet, GridFrame, collect_cells, format_value, fraction_label, hashable, metric_label, sort_key, split_facets,
+    PAIR_AXES, Cell, Facet, GridFrame, ReportError, check_axis, collect_cells, format_value, fraction_label, hashable,
+    metric_label, slug, sort_key, split_facets, varying_axes,
 )
+from ablate.report.files import save_figure, write_text
+from ablate.report.html import Section
+
+if TYPE_CHECKING:
+    from ablate.report.build import ReportOptions
 
 TABLE1_AXES = ("method", "augment.color_strength", "augment.ops", "ops", "first_op", "second_op")
 AXIS_NAMES = {"method": "Method", "color_distortion": "Color distortion strength"}
@@ -236,3 +243,58 @@ def to_html(table: CellTable) -> str:
         rows.append((table.row_label(row), cells))
     title = f"{axis_title(table.row_axis)} \\ {axis_title(table.col_axis)}"
     return html_table(title, [table.col_label(c) for c in table.cols], rows, table.title)
+
+
+# ------------------------------------------------------------------------------- the report type
+
+
+class TableReport:
+    """Table 1 (method × colour strength), or the pivot of any two axes given as --rows/--cols, as .md,
+    .tex and .csv with a bar figure, one table per facet.
+
+    Chosen by `--all` for a Table 1 grid, or when --rows/--cols are given.
+    """
+
+    def applies(self, grid: GridFrame, options: ReportOptions) -> bool:
+        return bool(options.rows or options.cols) or table1_applies(grid)
+
+    def section(self, grid: GridFrame, out: Path, options: ReportOptions) -> Section:
+        from ablate.report.bars import draw_bars
+
+        metric, rows, cols = options.metric, options.rows, options.cols
+        if rows or cols:
+            if not (rows and cols):
+                raise ReportError("a pivot needs both --rows AXIS and --cols AXIS")
+            check_axis(grid, rows, "--rows")
+            check_axis(grid, cols, "--cols")
+            tables, stem = pivot(grid, rows, cols, metric), slug(f"pivot-{rows}-by-{cols}-{metric}")
+            section = Section(f"{metric} by {rows} × {cols}", tables_first=True)
+        else:
+            if not table1_applies(grid):
+                raise ReportError(f"grid {grid.grid!r} varies neither the colour strength, AutoAugment nor the method of "
+                                  "colour-distorted runs (Table 1); give --rows AXIS --cols AXIS for a pivot table")
+            tables, stem = table1(grid, metric), "table1"
+            section = Section("Table 1: colour distortion strength", tables_first=True)
+        header = grid.header()
+        facets = [t.facet for t in tables if t.facet.values]
+        if facets:
+            section.note = f"One table per value of {', '.join(a for a, _ in facets[0].values)} (not averaged)."
+        for table in tables:
+            files = save_figure(draw_bars(table, table.title, header), out, f"{stem}{table.facet.suffix}")
+            section.files += files
+            section.figures.append((files[0], table.title))
+        section.files.append(write_text(out / f"{stem}.md", f"# {grid.grid}\n\n{header}\n\n" + "\n".join(to_markdown(t) for t in tables)))
+        section.files.append(write_text(out / f"{stem}.tex", f"% {header}\n% needs \\usepackage{{booktabs}}\n" + "\n".join(to_latex(t) for t in tables)))
+        section.files.append(write_text(out / f"{stem}.csv", to_frame(tables).to_csv(index=False)))
+        section.tables += [to_html(t) for t in tables]
+        return section
+
+
+def fallback_pivot_axes(grid: GridFrame) -> tuple[str, str]:
+    """For --all on a grid that is neither a pair grid nor a Table 1 grid: the axes it varies."""
+    axes = varying_axes(grid.frame, ())
+    if len(axes) >= 2:
+        return axes[0], axes[1]
+    if axes:
+        return "method", axes[0]
+    return "method", "augment.ops"

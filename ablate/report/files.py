@@ -1,0 +1,75 @@
+"""Writing report files: figures in three formats, text, and the per-facet tables of a section.
+
+Every file is written atomically (a reader sees the old file or the whole new one) and with the
+usual permissions; every report type (ablate.report.build.REPORT_TYPES) writes through these.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablate.report.data import Facet
+from ablate.report.html import Section
+from ablate.store import write_bytes_atomic
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
+
+
+def save_figure(figure: Any, folder: Path, stem: str) -> list[Path]:
+    """stem.{png,pdf,svg}, each written atomically; closes the figure."""
+    import matplotlib.pyplot as plt
+
+    written = []
+    try:
+        for fmt in FIGURE_FORMATS:
+            buffer = io.BytesIO()
+            metadata = {"Software": None} if fmt == "png" else None
+            figure.savefig(buffer, format=fmt, dpi=150, metadata=metadata)
+            written.append(write_file(folder / f"{stem}.{fmt}", buffer.getvalue()))
+    finally:
+        plt.close(figure)
+    return written
+
+
+def write_file(path: Path, payload: bytes) -> Path:
+    """Atomic write, then the usual permissions (rw-r--r-- under umask 022): reports are for sharing."""
+    write_bytes_atomic(path, payload)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_file(path, text.encode("utf-8"))
+
+
+def seed_note(part: pd.DataFrame) -> str:
+    seeds = sorted(set(part.loc[part["status"] == "completed", "seed"].dropna())) if "seed" in part else []
+    if len(seeds) > 1:
+        return f"mean ± std over {len(seeds)} seeds"
+    return "1 seed" if seeds else "no completed run"
+
+
+def add_facet(section: Section, frames: list[pd.DataFrame], markdown: list[str], facet: Facet, title: str,
+              figure_path: Path, figure: Any, frame: pd.DataFrame, body_markdown: str, body_html: str) -> None:
+    """One facet's figure, CSV rows (facet columns first), Markdown and HTML table, added to the section."""
+    files = save_figure(figure, figure_path.parent, figure_path.name)
+    section.files += files
+    section.figures.append((files[0], title.replace("\n", " · ")))
+    for position, (axis, value) in enumerate(facet.values):
+        frame.insert(position, axis, value)
+    frames.append(frame)
+    markdown.append((f"## {facet.label}\n\n" if facet.values else "") + body_markdown)
+    section.tables.append(body_html)
+
+
+def write_section_tables(section: Section, stem: Path, frames: list[pd.DataFrame], markdown: list[str]) -> None:
+    """stem.csv (every facet's rows) and stem.md, written atomically."""
+    section.files.append(write_text(stem.with_suffix(".csv"), pd.concat(frames, ignore_index=True).to_csv(index=False)))
+    section.files.append(write_text(stem.with_suffix(".md"), "\n".join(markdown)))
