@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pandas as pd
 
 from ablate.config import OPERATORS
-from ablate.config.methods import METHOD_SPECS
+from ablate.config.methods import DEFAULT_METHOD, METHOD_SPECS
 from ablate.report.data import (
     PAIR_AXES, Cell, Facet, GridFrame, ReportError, check_axis, collect_cells, format_value, fraction_label, hashable,
     metric_label, slug, sort_key, split_facets, varying_axes,
@@ -115,7 +115,7 @@ def table1(grid: GridFrame, metric: str = "linear_top1") -> list[CellTable]:
     if "augment.color_strength" not in frame:
         frame["augment.color_strength"] = 1.0
     if "method" not in frame:
-        frame["method"] = "simclr"
+        frame["method"] = DEFAULT_METHOD  # results without a method column: the default method ran them
     tables = []
     for facet, part in split_facets(frame, TABLE1_AXES):
         cells = collect_cells(part, metric, lambda run: run["method"],
