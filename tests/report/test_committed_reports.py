@@ -6,6 +6,7 @@ with exactly the committed mean and standard deviation, on the committed device 
 from __future__ import annotations
 
 import json
+import re
 import math
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,18 @@ def write_grid(root: Path, grid: str, version: int, runs: list[tuple[dict[str, A
     return plan
 
 
+def committed_compute_s(report: Path) -> float:
+    """The compute time a committed report's header states ("; 28.4 min compute"), in seconds."""
+    (minutes,) = re.findall(r"; ([0-9.]+) min compute", report.read_text())
+    return float(minutes) * 60
+
+
 @pytest.mark.parametrize("version", [1, 2])
 def test_quickstart_heatmap_markdown_is_reproduced(tmp_path, version):
     cells = pd.read_csv(REPORTS / "quickstart" / "heatmap.csv")
     runs = [(spec(version, [c.first] if c.first == c.second else [c.first, c.second], seed, "simclr", None, "one_branch"), value)
             for c in cells.itertuples() for seed, value in enumerate(values_with(c.mean, c.std, c.n))]
-    plan = write_grid(tmp_path / "results", "quickstart", version, runs, compute_s=234.0)
+    plan = write_grid(tmp_path / "results", "quickstart", version, runs, committed_compute_s(REPORTS / "quickstart" / "heatmap.md"))
     write_report(tmp_path / "results", "quickstart", tmp_path / "reports", "heatmap", planned=plan)
     written = tmp_path / "reports" / "quickstart" / "heatmap.md"
     assert written.read_text() == (REPORTS / "quickstart" / "heatmap.md").read_text()
@@ -74,7 +81,8 @@ def test_quickstart_color_table1_is_reproduced(tmp_path, version):
         ops, strength = TABLE1_SETTINGS[cell.color_distortion]
         for seed, value in enumerate(values_with(cell.mean, cell.std, cell.n)):
             runs.append((spec(version, ops, seed, cell.method.lower(), strength, "both_branches"), value))
-    plan = write_grid(tmp_path / "results", "quickstart-color", version, runs, compute_s=270.0)
+    plan = write_grid(tmp_path / "results", "quickstart-color", version, runs,
+                      committed_compute_s(REPORTS / "quickstart-color" / "table1.md"))
     write_report(tmp_path / "results", "quickstart-color", tmp_path / "reports", "table", planned=plan)
     for name in ("table1.md", "table1.tex"):
         written = tmp_path / "reports" / "quickstart-color" / name
