@@ -26,6 +26,7 @@ def finished_grid(tmp_path_factory):
     return folder, first
 
 
+@pytest.mark.slow
 def test_run_writes_one_completed_result_per_run(finished_grid):
     folder, first = finished_grid
     assert first.returncode == 0, first.stderr
@@ -46,6 +47,7 @@ def test_run_writes_one_completed_result_per_run(finished_grid):
         assert not (folder / "results" / "tiny" / result["run_id"] / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_second_run_trains_nothing(finished_grid):
     folder, _ = finished_grid
     again = ablate("run", "tiny.yaml", "--quiet", cwd=folder)
@@ -55,12 +57,14 @@ def test_second_run_trains_nothing(finished_grid):
     assert dry.stdout.count("completed") == 4
 
 
+@pytest.mark.slow
 def test_status_counts(finished_grid):
     folder, _ = finished_grid
     status = ablate("status", "tiny.yaml", cwd=folder)
     assert "grid tiny: 4 runs: 4 completed, 0 failed, 0 pending" in status.stdout
 
 
+@pytest.mark.slow
 def test_report_writes_heatmap_and_numbers(finished_grid):
     folder, _ = finished_grid
     report = ablate("report", "--heatmap", cwd=folder)
@@ -93,6 +97,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content, expected):
     assert len(lines) == 1 and expected in lines[0]
 
 
+@pytest.mark.slow
 def test_preview_writes_one_column_per_operator_and_pair(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY_GRID)
     result = ablate("preview", "tiny.yaml", "--images", "3", cwd=tmp_path)

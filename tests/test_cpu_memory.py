@@ -32,6 +32,7 @@ def faults_per_pair(mode: str) -> tuple[str, float]:
     return applied, float(faults)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_views_stop_faulting_in_pages_once_freed_memory_is_kept():
     applied, kept = faults_per_pair("keep")

@@ -150,6 +150,7 @@ def test_pairwise_grid_is_figure_5(tmp_path):
     assert sorted(tuple(run.spec.augment.ops) for run in planned)[:3] == [("blur",), ("blur", "color"), ("blur", "crop")]
 
 
+@pytest.mark.slow
 def test_pairwise_grid_runs_on_a_tiny_cifar_file_from_the_command_line(tmp_path):
     root = write_tiny_cifar10(tmp_path / "data")
     command = [sys.executable, "-m", "ablate", "run", str(REPO / "grids" / "pairwise.yaml"), "--quiet",

@@ -55,6 +55,7 @@ def test_command_starts_without_torch_kornia_or_submitit(tmp_path, argv, code):
     assert seen == {"code": code, "loaded": []}
 
 
+@pytest.mark.slow
 def test_the_probe_sees_torch_when_a_command_needs_it(tmp_path, monkeypatch):
     """The same probe on a command that checks the device (ABLATE_DEVICE needs torch): torch is reported."""
     (tmp_path / "tiny.yaml").write_text(TINY_GRID)

@@ -51,6 +51,7 @@ def test_planes_form_equals_the_eager_path(strength: float) -> None:
     assert (eager - x).abs().amax(dim=(1, 2, 3)).gt(0.01).sum() >= 40  # the distortion did act
 
 
+@pytest.mark.slow
 def test_compiled_colour_equals_the_eager_path_and_replays() -> None:
     """Through torch.compile (a C++ compiler on CPU; a few seconds): eager's numbers to 1e-5, bit-identical replay."""
     x = structured_images(64, seed=13)
@@ -63,6 +64,7 @@ def test_compiled_colour_equals_the_eager_path_and_replays() -> None:
     assert out.shape == x.shape and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
 
 
+@pytest.mark.slow
 def test_a_machine_that_cannot_compile_gets_the_eager_path_and_one_warning(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     import torch._inductor.config as inductor_config
 
@@ -136,6 +138,7 @@ eval: {linear_epochs: 10, knn_k: 20}
 """
 
 
+@pytest.mark.slow
 def test_a_run_with_the_switch_compiles_keeps_its_run_id_and_says_so(tmp_path) -> None:
     """`ABLATE_COMPILE_COLOR=1 ablate run`: the run completes through the compiled colour, under the id the
     grid gives without the switch (how, not what, is computed), and its provenance records it."""

@@ -226,6 +226,7 @@ def test_bad_environment_and_output_folders_exit_2_with_one_line(tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "grid.yaml"]  # nothing written
 
 
+@pytest.mark.slow
 def test_an_unknown_bench_device_is_a_usage_error(tmp_path):
     process = ablate("bench", "augment", "--device", "nope", cwd=tmp_path)
     assert process.returncode == 2 and "Traceback" not in process.stderr

@@ -39,6 +39,7 @@ def completed_now(stdout: str) -> int:
     ("log_train", "  pair: [crop, color]\n  seed: [0, 1]\n", 1),  # 8 real (tiny) trainings
     ("fake_train", "  pair: [crop, color, blur, noise]\n", 3),  # 16 runs, training replaced by a 50 ms sleep
 ], ids=["real-training", "fake-training"])
+@pytest.mark.slow
 def test_eight_processes_on_one_grid_train_each_run_once(tmp_path, zygote, inject, axes, rounds):
     for round_ in range(rounds):
         folder = tmp_path / f"round{round_}"
@@ -82,6 +83,7 @@ LOCK_KINDS = {
 }
 
 
+@pytest.mark.slow
 def test_racing_for_one_lock_gives_exactly_one_holder(tmp_path):
     kinds = list(LOCK_KINDS) * 8  # 40 rounds, 8 racers each
     paths = []

@@ -55,6 +55,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(UNWRITABLE))
 def test_unwritable_results_folder_is_refused_before_training(tmp_path, kind):
     results = UNWRITABLE[kind](tmp_path)

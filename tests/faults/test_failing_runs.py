@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from faults_helpers import ablate, results_of, tiny_grid
 
+pytestmark = pytest.mark.slow  # seconds of real processes each; `pytest -m 'not slow'` leaves them out
+
 # 4 runs: (128, 0.5) trains; (128, 100) diverges (lr 100 x 128/256 with weight decay 1 multiplies the
 # weights by -49 each step, float32 overflows after ~12 steps); (512, *) cannot take one full batch of 200.
 DIVERGING = tiny_grid(

@@ -18,10 +18,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from faults_helpers import ResultWatcher, ablate, child_env, results_of, tiny_grid
 
 from ablate.config import load_grid
 from ablate.plan import plan_grid
+
+pytestmark = pytest.mark.slow  # seconds of real processes each; `pytest -m 'not slow'` leaves them out
 
 # 4 runs of 2 epochs: each writes a checkpoint at its first epoch's end, then its result.
 GRID = tiny_grid("killme", axes="  pair: [crop, color]\n", train="epochs: 2, batch_size: 32")

@@ -34,7 +34,7 @@ def _why_no_slurm() -> str | None:
 
 
 WHY_NO_SLURM = _why_no_slurm()
-pytestmark = [pytest.mark.slurm, pytest.mark.skipif(WHY_NO_SLURM is not None, reason=WHY_NO_SLURM or "")]
+pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.skipif(WHY_NO_SLURM is not None, reason=WHY_NO_SLURM or "")]
 
 PARTITION = os.environ.get("ABLATE_SLURM_PARTITION", "debug")
 GRACE_S = 5  # a job that ended without result.json is reported failed this long after its end
