@@ -98,11 +98,32 @@ def device_argument(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def adopt_earlier_results(planned: list, results_root: Path, grid: str, dry_run: bool) -> None:
+    """Results of an earlier ablate (older run ids) moved to their runs' current ids, so they are not trained again."""
+    from ablate.upgrade import adopt, earlier_results
+
+    earlier = earlier_results(planned, results_root, grid)
+    if not earlier:
+        return
+    if dry_run:
+        print(f"grid {grid}: {len(earlier)} results written by an earlier ablate will be adopted under their new run ids "
+              "by `ablate run` (listed as pending below)")
+        return
+    try:
+        for adoption in earlier:
+            adopt(adoption)
+    except OSError as err:
+        raise UsageError(f"cannot adopt the results of an earlier ablate in {results_root / grid} "
+                         f"({err.strerror or err}); nothing was trained") from None
+    print(f"grid {grid}: adopted {len(earlier)} results written by an earlier ablate (moved to their new run ids)")
+
+
 def command_run(args: argparse.Namespace) -> int:
     grid, planned = load_and_plan(args.grid, args.set)
     from ablate.execute import make_executor, run_states, runs_to_do
 
     results_root = Path(args.results_dir)
+    adopt_earlier_results(planned, results_root, grid.name, dry_run=args.dry_run)
     states = run_states(planned, results_root, grid.name)  # every result file read once, here
     todo = runs_to_do(planned, states, args.retry_failed)
     if args.dry_run:
