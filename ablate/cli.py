@@ -98,7 +98,7 @@ def device_argument(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def adopt_earlier_results(planned: list, results_root: Path, grid: str, dry_run: bool) -> None:
+def adopt_earlier_results(planned: list[PlannedRun], results_root: Path, grid: str, dry_run: bool) -> None:
     """Results of an earlier ablate (older run ids) moved to their runs' current ids, so they are not trained again."""
     from ablate.upgrade import adopt, earlier_results
 

@@ -5,10 +5,10 @@ A run id is the hash of the run's spec, and the spec's shape changed with result
 run id changed with it. A completed run of an earlier version sits in a folder named by its old
 id, where this version would not look and would train it again (and a report would then count it
 twice). `ablate run` adopts such results first: a version-1 result whose spec, upgraded, is a run
-of the plan moves to the folder of that run's new id (one `os.rename`, atomic on one file system)
-and its result.json is rewritten in the current version (atomically). Nothing is adopted over a
-folder that already exists, and a crash between the two steps leaves a folder that the next
-`ablate run` finishes adopting.
+of the plan is rewritten in the current version under that run's new id (atomically, in its folder)
+and its folder then moves to the new id (one `os.rename`, atomic on one file system). Nothing is
+adopted over a folder that already exists, and a crash between the two steps leaves a rewritten
+result in the old folder, which the next `ablate run` moves.
 """
 
 from __future__ import annotations
@@ -33,38 +33,36 @@ class Adoption:
 
 
 def earlier_results(planned: list[PlannedRun], results_root: Path, grid: str) -> list[Adoption]:
-    """The version-1 results of the grid's folder that are runs of the plan, each with its new id."""
+    """The earlier results of the grid's folder that are runs of the plan, each with its new id.
+
+    Only folders that no planned run is named by are read (current results are read once, by
+    `ablate.execute.run_states`): a version-1 result there, or a result already rewritten under its
+    new id by an adoption that stopped before the rename.
+    """
     wanted = {run.run_id for run in planned}
     folder = grid_dir(results_root, grid)
     if not folder.is_dir():
         return []
     found = []
     for child in sorted(folder.iterdir()):
-        if child.name in wanted and not _is_earlier(child / RESULT_FILE):
-            continue  # a folder of the plan holding a current result (the common case): not read twice
-        run_id = _new_id_of_earlier_result(child / RESULT_FILE)
-        if run_id in wanted and (run_id == child.name or not (folder / run_id).exists()):
+        if child.name in wanted or not child.is_dir():
+            continue
+        run_id = _planned_id_of(child / RESULT_FILE)
+        if run_id in wanted and not (folder / run_id).exists():
             found.append(Adoption(child, run_id))
     return found
 
 
-def _is_earlier(path: Path) -> bool:
-    """Whether a planned run's folder holds a version-1 result (left there by an interrupted adoption)."""
-    try:
-        with path.open("rb") as handle:
-            return b'"schema_version"' not in handle.read()
-    except OSError:
-        return False
-
-
-def _new_id_of_earlier_result(path: Path) -> str | None:
-    """The run id, under this version, of a readable version-1 result; None for anything else."""
+def _planned_id_of(path: Path) -> str | None:
+    """The run id, under this version, of the result in a folder of another name; None for anything else."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(data, dict) or data.get("schema_version", 1) != 1:
+    if not isinstance(data, dict):
         return None
+    if data.get("schema_version", 1) != 1:
+        return data.get("run_id") if isinstance(data.get("run_id"), str) else None  # rewritten, not yet renamed
     try:
         upgraded = parse_result(data)
         return run_id_of(RunSpec.model_validate(upgraded.spec))
@@ -73,9 +71,12 @@ def _new_id_of_earlier_result(path: Path) -> str | None:
 
 
 def adopt(adoption: Adoption) -> Path:
-    """Move the earlier result to its new id's folder and rewrite it in the current version."""
+    """Rewrite the earlier result in the current version under its new id (atomically, in place),
+    then move its folder to that id (one rename)."""
+    path = adoption.folder / RESULT_FILE
+    data = parse_result(json.loads(path.read_text(encoding="utf-8"))).to_json_dict()
+    if data.get("run_id") != adoption.run_id:
+        write_result(adoption.folder, {**data, "run_id": adoption.run_id})
     target = adoption.folder.parent / adoption.run_id
-    if adoption.folder != target:
-        os.rename(adoption.folder, target)
-    data = parse_result(json.loads((target / RESULT_FILE).read_text(encoding="utf-8"))).to_json_dict()
-    return write_result(target, {**data, "run_id": adoption.run_id})
+    os.rename(adoption.folder, target)
+    return target / RESULT_FILE

@@ -60,14 +60,21 @@ def test_nothing_is_adopted_over_an_existing_folder_or_from_another_setting(tmp_
     assert earlier_results(planned, tmp_path / "results", "g") == []
 
 
-def test_an_adoption_cut_between_its_two_steps_is_finished_next_time(tmp_path):
+def test_an_adoption_cut_between_its_two_steps_is_finished_next_time(tmp_path, monkeypatch):
     planned, old = setup(tmp_path)
-    renamed = store.run_dir(tmp_path / "results", "g", planned[1].run_id)
-    old.rename(renamed)  # the rename happened, the rewrite did not
     (found,) = earlier_results(planned, tmp_path / "results", "g")
-    assert found.folder == renamed
-    adopt(found)
-    assert json.loads((renamed / store.RESULT_FILE).read_text())["schema_version"] == 2
+    monkeypatch.setattr("ablate.upgrade.os.rename", lambda *args: (_ for _ in ()).throw(OSError("cut")))
+    try:
+        adopt(found)  # the rewrite happens, the rename does not
+    except OSError:
+        pass
+    assert json.loads((old / store.RESULT_FILE).read_text())["run_id"] == planned[1].run_id
+    monkeypatch.undo()
+    (again,) = earlier_results(planned, tmp_path / "results", "g")
+    assert again.folder == old and again.run_id == planned[1].run_id
+    adopt(again)
+    moved = store.run_dir(tmp_path / "results", "g", planned[1].run_id) / store.RESULT_FILE
+    assert not old.exists() and json.loads(moved.read_text())["schema_version"] == 2
 
 
 def test_dry_run_only_says_and_run_adopts_without_training(tmp_path):
