@@ -15,6 +15,7 @@ import subprocess
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import ablate
 from ablate.config import RunSpec
 from ablate.cpu_memory import keep_freed_memory
 from ablate.data import DatasetSplits, load_dataset
+from ablate.evaluate.collapse import collapse_record, method_embeddings
 from ablate.evaluate.features import extract_features
 from ablate.evaluate.knn import knn_accuracy
 from ablate.evaluate.linear import label_subset, train_linear_probe
@@ -136,9 +138,16 @@ def build_trainable(spec: RunSpec, num_classes: int, settings: DeviceSettings) -
     return method, TrainStep.of(method, settings)
 
 
-def evaluate(model: Method, data: DatasetSplits, spec: RunSpec, settings: DeviceSettings) -> dict[str, float]:
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]
+    collapse: dict[str, Any]  # ablate.evaluate.collapse.collapse_record of the test images' embeddings
+
+
+def evaluate(model: Method, data: DatasetSplits, spec: RunSpec, settings: DeviceSettings) -> Evaluation:
     """Linear probe (top-1, top-5) and kNN accuracy on the frozen encoder's features, in percent,
-    then the method's own metrics (e.g. the supervised baseline's classifier accuracy, Table 1).
+    then the method's own metrics (e.g. the supervised baseline's classifier accuracy, Table 1),
+    and the collapse diagnostic of the method's embeddings of the test images.
     """
     device = settings.device
     encoder = model.encoder
@@ -170,7 +179,8 @@ def evaluate(model: Method, data: DatasetSplits, spec: RunSpec, settings: Device
     if clashing:
         raise ValueError(f"{type(model).__name__}.extra_metrics would overwrite {clashing}")
     metrics.update(own)
-    return metrics
+    collapse = collapse_record(method_embeddings(model, test_features))
+    return Evaluation(metrics, collapse)
 
 
 def speed_metrics(outcome: TrainOutcome, views_per_image: int, encoder: torch.nn.Module, spec: RunSpec, device: torch.device) -> dict[str, float | None]:
@@ -211,7 +221,8 @@ def execute_run(
     outcome = train(model, step_loss, model.pretraining_data(data), spec, settings, run_folder, progress, **train_options)
 
     clock = time.perf_counter()
-    metrics = evaluate(model, data, spec, settings)
+    evaluation = evaluate(model, data, spec, settings)
+    metrics = evaluation.metrics
     eval_seconds = time.perf_counter() - clock
     metrics["final_loss"] = outcome.epoch_losses[-1]
     metrics.update(speed_metrics(outcome, model.views_per_image, model.encoder, spec, device))
@@ -221,6 +232,7 @@ def execute_run(
         "timings": {"data": data_seconds, "train": outcome.train_seconds, "eval": eval_seconds},
         "resumed_from_epoch": outcome.resumed_from_epoch,
         "fast_path": {"bf16": settings.autocast_bf16, "channels_last": settings.channels_last, "compile": settings.compile},
+        "collapse": evaluation.collapse,
     }
 
 

@@ -127,6 +127,17 @@ class SlurmRecord(_Closed):
     log: str | None = None
 
 
+class CollapseRecord(_Closed):
+    """The collapse diagnostic of a completed run (ablate.evaluate.collapse): the mean per-dimension std
+    of the ℓ2-normalised embeddings of the test images, relative to 1/√d, and whether it is collapsed."""
+
+    embedding_std: float
+    embedding_dim: int
+    std_ratio: float
+    threshold: float
+    collapsed: bool
+
+
 class Provenance(_Open):
     """Where and with what the run ran; timestamps are ISO 8601 strings."""
 
@@ -160,6 +171,7 @@ class Result(_Open):
     provenance: Provenance | None = None
     resumed_from_epoch: float | None = None
     fast_path: FastPath | None = None
+    collapse: CollapseRecord | None = None  # absent in results written before the diagnostic existed
     log_tail: str | None = None
     slurm: SlurmRecord | None = None
 

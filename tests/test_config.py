@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ablate.config import GridError, RunSpec, load_grid, run_spec_fields
+from ablate.config.methods import METHOD_SPECS
 
 QUICKSTART_FORM = """\
 name: quickstart
@@ -113,7 +114,11 @@ def test_set_overrides_fields_and_replaces_axes(tmp_path):
 
 def test_every_listed_axis_path_is_a_run_spec_field():
     spec = RunSpec().model_dump()
+    method_fields = {name for model in METHOD_SPECS.values() for name in model.model_fields}
     for dotted in run_spec_fields():
+        if dotted.startswith("method."):  # a field of some method's settings, not of the default method's
+            assert dotted.removeprefix("method.") in method_fields, dotted
+            continue
         current = spec
         for key in dotted.split("."):
             current = current[key]
@@ -180,10 +185,10 @@ def test_a_method_field_is_an_axis_and_a_set_path(tmp_path):
 
 
 @pytest.mark.parametrize("text,overrides,expected", [
-    ("name: x\nmethod: byol\n", [], ":2: method: got 'byol'; expected one of 'simclr' or 'supervised'"),
-    ("name: x\nmethod: {name: byol}\n", [], ":2: method: got 'byol'; expected one of 'simclr' or 'supervised'"),
+    ("name: x\nmethod: swav\n", [], ":2: method: got 'swav'; expected one of 'simclr', 'moco_v2', 'byol', 'simsiam', 'barlow_twins', 'vicreg', 'dino' or 'supervised'"),
+    ("name: x\nmethod: {name: swav}\n", [], ":2: method: got 'swav'; expected one of 'simclr', 'moco_v2', 'byol', 'simsiam', 'barlow_twins', 'vicreg', 'dino' or 'supervised'"),
     ("name: x\nmethod: {temperature: 0.1}\n", [], ":2: method: got {'temperature': 0.1}; a method is a name, or a mapping "
-     "with a name: one of 'simclr' or 'supervised'"),
+     "with a name: one of 'simclr', 'moco_v2', 'byol', 'simsiam', 'barlow_twins', 'vicreg', 'dino' or 'supervised'"),
     ("name: x\nmethod: {name: simclr, temperature: 0}\n", [], ":2: method.temperature: got 0; input should be greater than 0"),
     ("name: x\nmethod: {name: simclr, temprature: 0.1}\n", [], ":2: method.temprature: unknown key (did you mean "
      "'temperature'?); allowed: name, temperature"),

@@ -35,6 +35,104 @@ class SimCLRSpec(MethodSpec):
     temperature: float = Field(0.5, gt=0, le=100, description="NT-Xent temperature (0.5 on CIFAR in the paper, B.9)")
 
 
+class MoCoV2Spec(MethodSpec):
+    """MoCo v2 (Chen, Fan, Girshick, He, 2020): a momentum-updated key encoder, a queue of K negative
+    keys, InfoNCE with a temperature, an MLP head. Defaults: solo-learn's CIFAR-10 recipe
+    (scripts/pretrain/cifar/mocov2plus.yaml: 2048-d hidden, 256-d output, K = 32768, τ = 0.2,
+    momentum 0.99 → 0.999 on a cosine; the paper's ImageNet setting is a fixed 0.999, K = 65536)."""
+
+    label: ClassVar[str] = "MoCo v2"
+    name: Literal["moco_v2"] = "moco_v2"
+    temperature: float = Field(0.2, gt=0, le=100, description="InfoNCE temperature")
+    queue_size: int = Field(32768, ge=1, le=10_000_000, description="K: negative keys kept from earlier batches")
+    proj_hidden_dim: int = Field(2048, ge=2, le=65536, description="hidden width of the MLP head")
+    proj_output_dim: int = Field(256, ge=2, le=65536, description="output size of the MLP head (the keys' size)")
+    momentum_base: float = Field(0.99, ge=0, le=1, description="key-encoder EMA momentum at the first step")
+    momentum_final: float = Field(0.999, ge=0, le=1, description="momentum at the last step (cosine from base)")
+
+
+class BYOLSpec(MethodSpec):
+    """BYOL (Grill et al., NeurIPS 2020): online encoder + projector + predictor regress an EMA target's
+    projection (normalised MSE, both view orders). Defaults: solo-learn's CIFAR-10 recipe
+    (scripts/pretrain/cifar/byol.yaml: projector 4096 → 256, predictor 4096, τ 0.99 → 1.0 on a cosine;
+    the paper's ImageNet τ_base is 0.996)."""
+
+    label: ClassVar[str] = "BYOL"
+    name: Literal["byol"] = "byol"
+    proj_hidden_dim: int = Field(4096, ge=2, le=65536, description="hidden width of the projector")
+    proj_output_dim: int = Field(256, ge=2, le=65536, description="output size of the projector and predictor")
+    pred_hidden_dim: int = Field(4096, ge=2, le=65536, description="hidden width of the predictor")
+    momentum_base: float = Field(0.99, ge=0, le=1, description="target EMA momentum τ at the first step")
+    momentum_final: float = Field(1.0, ge=0, le=1, description="τ at the last step (cosine from base, paper eq. 3.2)")
+
+
+class SimSiamSpec(MethodSpec):
+    """SimSiam (Chen & He, CVPR 2021): projector + predictor, stop-gradient, negative cosine, symmetrised.
+    Defaults: solo-learn's CIFAR-10 recipe (scripts/pretrain/cifar/simsiam.yaml: projector 2048 → 2048,
+    predictor hidden 512, as the paper's CIFAR variant). `predictor: false` and `stop_gradient: false`
+    are the paper's collapse ablations (Table 1 / Figure 2: both collapse)."""
+
+    label: ClassVar[str] = "SimSiam"
+    name: Literal["simsiam"] = "simsiam"
+    proj_hidden_dim: int = Field(2048, ge=2, le=65536, description="hidden width of the projector")
+    proj_output_dim: int = Field(2048, ge=2, le=65536, description="output size of the projector")
+    pred_hidden_dim: int = Field(512, ge=2, le=65536, description="bottleneck width of the predictor")
+    predictor: bool = Field(True, description="false: compare projections directly (collapses, paper 4.2)")
+    stop_gradient: bool = Field(True, description="false: gradients through both branches (collapses, paper 4.1)")
+
+
+class BarlowTwinsSpec(MethodSpec):
+    """Barlow Twins (Zbontar et al., ICML 2021): the cross-correlation of the batch-normalised projections
+    of two views pushed to the identity; λ weighs the off-diagonal terms. Defaults: solo-learn's
+    CIFAR-10 recipe (scripts/pretrain/cifar/barlow.yaml: projector 2048 → 2048, scale_loss 0.1, and its
+    default λ = 0.0051, the paper's value)."""
+
+    label: ClassVar[str] = "Barlow Twins"
+    name: Literal["barlow_twins"] = "barlow_twins"
+    proj_hidden_dim: int = Field(2048, ge=2, le=65536, description="hidden width of the projector")
+    proj_output_dim: int = Field(2048, ge=2, le=65536, description="output size of the projector")
+    off_diagonal_weight: float = Field(0.0051, ge=0, le=100, description="λ: weight of the redundancy-reduction terms")
+    scale_loss: float = Field(0.1, gt=0, le=100, description="the loss is multiplied by this (solo-learn's CIFAR value)")
+
+
+class VICRegSpec(MethodSpec):
+    """VICReg (Bardes, Ponce, LeCun, ICLR 2022): invariance (MSE), variance (hinge on the std of each
+    dimension) and covariance (off-diagonal covariance) terms on the two views' projections.
+    Defaults: the paper's 25 / 25 / 1 and solo-learn's CIFAR-10 projector
+    (scripts/pretrain/cifar/vicreg.yaml: 2048 → 2048)."""
+
+    label: ClassVar[str] = "VICReg"
+    name: Literal["vicreg"] = "vicreg"
+    proj_hidden_dim: int = Field(2048, ge=2, le=65536, description="hidden width of the projector (expander)")
+    proj_output_dim: int = Field(2048, ge=2, le=65536, description="output size of the projector")
+    invariance_weight: float = Field(25.0, ge=0, le=1000, description="λ: weight of the MSE between the views")
+    variance_weight: float = Field(25.0, ge=0, le=1000, description="μ: weight of the std hinge (target std 1)")
+    covariance_weight: float = Field(1.0, ge=0, le=1000, description="ν: weight of the off-diagonal covariance")
+
+
+class DINOSpec(MethodSpec):
+    """DINO (Caron et al., ICCV 2021): a student matches an EMA teacher's centred, sharpened softmax over
+    prototypes (cross-entropy, both view orders). Defaults: solo-learn's CIFAR-10 recipe
+    (scripts/pretrain/cifar/dino.yaml: head 2048 → 256 → 4096 prototypes, teacher momentum 0.9995 → 1)
+    and solo-learn's / the paper's temperatures (student 0.1; teacher 0.04 → 0.07 over a warm-up;
+    centre momentum 0.9)."""
+
+    label: ClassVar[str] = "DINO"
+    name: Literal["dino"] = "dino"
+    proj_hidden_dim: int = Field(2048, ge=2, le=65536, description="hidden width of the head's MLP")
+    proj_output_dim: int = Field(256, ge=2, le=65536, description="bottleneck size before the prototypes")
+    num_prototypes: int = Field(4096, ge=2, le=1_000_000, description="K: output size (prototypes)")
+    student_temperature: float = Field(0.1, gt=0, le=100)
+    teacher_temperature: float = Field(0.07, gt=0, le=100, description="after the warm-up")
+    teacher_temperature_start: float = Field(0.04, gt=0, le=100, description="at the first step (linear warm-up)")
+    teacher_warmup_fraction: float = Field(
+        0.05, ge=0, le=1, description="share of the training steps of the teacher-temperature warm-up (solo-learn: 50 of 1000 epochs)"
+    )
+    center_momentum: float = Field(0.9, ge=0, lt=1, description="EMA momentum of the centre of the teacher's outputs")
+    momentum_base: float = Field(0.9995, ge=0, le=1, description="teacher EMA momentum at the first step")
+    momentum_final: float = Field(1.0, ge=0, le=1, description="at the last step (cosine from base)")
+
+
 class SupervisedSpec(MethodSpec):
     """The supervised baseline of Table 1: the same encoder, a linear classifier, cross-entropy on labels."""
 
@@ -45,6 +143,12 @@ class SupervisedSpec(MethodSpec):
 # The grid vocabulary of methods, in the order reports list them.
 METHOD_SPECS: dict[str, type[MethodSpec]] = {
     "simclr": SimCLRSpec,
+    "moco_v2": MoCoV2Spec,
+    "byol": BYOLSpec,
+    "simsiam": SimSiamSpec,
+    "barlow_twins": BarlowTwinsSpec,
+    "vicreg": VICRegSpec,
+    "dino": DINOSpec,
     "supervised": SupervisedSpec,
 }
 DEFAULT_METHOD = "simclr"

@@ -14,7 +14,9 @@ modules, a method declares:
   and the optimiser (tensors and plain numbers only: checkpoints load with weights_only=True);
 * ``pretrain_split`` — the split of the dataset it trains on (unlabelled images or labelled ones);
 * ``views_per_image`` — network inputs per training image, for the speed metrics;
-* ``extra_metrics(features)`` — metrics it adds to result.json beyond the probes' (none by default).
+* ``extra_metrics(features)`` — metrics it adds to result.json beyond the probes' (none by default);
+* ``embedding(features)`` — the output its loss compares (e.g. z = g(h)) computed from the encoder's
+  features h, for the collapse diagnostic (`ablate.evaluate.collapse`; default: h itself).
 
 Each method lives in its own file, takes its spec (`ablate.config.methods`) and a `MethodContext`
 in its constructor, and is listed once in `ablate.methods.METHODS`.
@@ -37,7 +39,9 @@ if TYPE_CHECKING:
     from ablate.data import DatasetSplits, ImageData
     from ablate.models import Encoder
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
+# `forward(images, *args)`: the method's own forward run the fast way (channels_last, bf16, compiled);
+# args such as a branch name go to the method's forward unchanged.
+Forward = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class Method(nn.Module, ABC):
     spec_class: ClassVar[type[MethodSpec]]  # the spec model this method takes (a test checks the registry)
     pretrain_split: ClassVar[Literal["pretrain", "train"]]  # "pretrain": unlabelled images (e.g. STL-10's)
     views_per_image: ClassVar[int]
+    # The `forward` branch of a target network or teacher (run without gradients), if the method has
+    # one: e.g. "target" for ``forward(images, "target")``. Lets benchmarks time it apart.
+    target_branch: ClassVar[str | None] = None
 
     def __init__(self, spec: MethodSpec, context: MethodContext):
         if not isinstance(spec, self.spec_class):
@@ -104,6 +111,12 @@ class Method(nn.Module, ABC):
     def extra_metrics(self, features: ProbeFeatures) -> dict[str, float]:
         """Metrics this method adds to result.json beyond the probes' (default: none)."""
         return {}
+
+    def embedding(self, features: torch.Tensor) -> torch.Tensor:
+        """What the loss compares, computed from encoder features h (called in eval mode, without
+        gradients): the collapse diagnostic measures its spread. Default: h itself; a method with a
+        projector returns its (online) projection, e.g. z = g(h)."""
+        return features
 
     def pretraining_data(self, data: DatasetSplits) -> ImageData:
         """The images (and labels) this method trains on."""

@@ -63,6 +63,10 @@ class SimCLR(Method):
         """z = g(f(x)): the projections NT-Xent compares (the part that `torch.compile` compiles)."""
         return self.head(self.encoder(images))
 
+    def embedding(self, features: torch.Tensor) -> torch.Tensor:
+        """z = g(h): what NT-Xent compares (for the collapse diagnostic)."""
+        return self.head(features)
+
     def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """The two views of every image, under the grid's protocol (labels are not used)."""
         return self.views.pair(images, generator)

@@ -48,6 +48,10 @@ class Supervised(Method):
         """Class logits of the images."""
         return self.classifier(self.encoder(images))
 
+    def embedding(self, features: torch.Tensor) -> torch.Tensor:
+        """The class logits: what the cross-entropy reads (for the collapse diagnostic)."""
+        return self.classifier(features)
+
     def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """One augmented view of every image (the labels are the targets, not an input)."""
         return (self.views.single(images, generator),)

@@ -117,20 +117,22 @@ class ModelForward:
         self.compiled: Callable[[torch.Tensor], torch.Tensor] | None = torch.compile(model) if settings.compile else None
         self.compile_checked = False
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, *args: Any) -> Any:
+        """``model(images, *args)``; extra arguments (constants, such as which branch of a method to
+        run) go to the model's forward as they are (torch.compile specialises on them)."""
         if self.settings.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(self.settings):
             if self.compiled is None:
-                return self.model(images)
+                return self.model(images, *args)
             if self.compile_checked:
-                return self.compiled(images)
+                return self.compiled(images, *args)
             try:
-                out = self.compiled(images)
+                out = self.compiled(images, *args)
             except Exception as error:  # noqa: BLE001 - any compiler failure falls back to eager
                 warnings.warn(f"torch.compile failed ({type(error).__name__}: {str(error)[:200]}); training uncompiled", stacklevel=2)
                 self.compiled = None
-                return self.model(images)
+                return self.model(images, *args)
             self.compile_checked = True
             return out
 

@@ -95,7 +95,7 @@ def test_evaluation_leaves_the_encoder_bit_identical(method):
         model.train()
         model.encoder(torch.rand(32, 3, 16, 16) * 3)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    metrics = evaluate(model, tiny_splits(), spec, settings)
+    metrics = evaluate(model, tiny_splits(), spec, settings).metrics
     after = model.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before), "the probe changed the encoder"
     assert model.training  # the mode it was in before evaluation
