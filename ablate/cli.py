@@ -250,13 +250,15 @@ def command_report(args: argparse.Namespace) -> int:
         written = write_compare_report(results_root, name_a, name_b, out, args.metric, plan_a, plan_b)
     else:
         name, planned = resolve(args.grid)
-        chosen = [w for w, on in (("heatmap", args.heatmap), ("table", args.table or bool(args.rows or args.cols))) if on]
+        # --cols alone is no pivot (that needs --rows): on a grid of several methods it lays out the methods report
+        chosen = [w for w, on in (("heatmap", args.heatmap), ("table", args.table or bool(args.rows))) if on]
         chosen += [kind for kind in args.kind if kind not in chosen]
         if args.all or not chosen:
             chosen = ["all"]
         written = []
         for what in chosen:
-            written += write_report(results_root, name, out, what, args.metric, planned, args.rows, args.cols)
+            written += write_report(results_root, name, out, what, args.metric, planned, args.rows, args.cols,
+                                    baseline=args.baseline)
     for path in written:
         print(path)
     return 0
@@ -349,9 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--table", action="store_true", help="Table 1 (method × colour strength), or a pivot with --rows/--cols")
     report.add_argument("--all", action="store_true", help="everything the grid allows plus index.html (the default)")
     report.add_argument("--kind", action="append", default=[], metavar="NAME",
-                        help="a report type by name (ablate.report.build.REPORT_TYPES: heatmap, table, ...); repeatable")
+                        help="a report type by name (ablate.report.build.REPORT_TYPES: heatmap, table, methods, ...); "
+                             "repeatable")
     report.add_argument("--rows", metavar="AXIS", help="pivot table rows: any result column, e.g. method")
-    report.add_argument("--cols", metavar="AXIS", help="pivot table columns: any result column, e.g. train.batch_size")
+    report.add_argument("--cols", metavar="AXIS",
+                        help="pivot table columns (with --rows): any result column, e.g. train.batch_size; alone, on a "
+                             "grid of several methods: the methods report's columns (default: the augment axis)")
+    report.add_argument("--baseline", metavar="LABEL",
+                        help="methods report: the column each method's Δ is taken from, by its label as the report "
+                             "prints it, e.g. crop+color+blur (default: the first column in the grid file's order)")
     report.add_argument("--compare", nargs=2, metavar=("GRID_A", "GRID_B"),
                         help="heatmap of B − A, cell by cell, under reports/compare-A-vs-B/")
     report.add_argument("--grid", help="grid name or file (default: the grid with the newest results)")

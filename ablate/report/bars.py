@@ -4,7 +4,8 @@ For Table 1 this shows SimCLR and supervised side by side across colour strength
 the paper draws from its table. `seaborn.barplot` draws the bars from the runs themselves (one
 observation per run) with errorbar="sd", pandas' sample standard deviation (ddof=1), the table's
 std. A cell without a completed run has no observation, so seaborn leaves its place empty: it is
-drawn here (ablate.report.plots) as a hatched outline labelled "—" or "failed", never left out.
+drawn here (ablate.report.plots) as a hatched outline labelled "—" or "failed", never left out; a
+cell with a collapsed run keeps its bar, hatched over and labelled "collapsed k/n".
 """
 
 from __future__ import annotations
@@ -52,13 +53,18 @@ def draw_bars(table: CellTable, title: str, header: str) -> plt.Figure:
     for r, row in enumerate(table.rows):
         for c, col in enumerate(table.cols):
             cell, x = table.cell(row, col), bar_centre(table, r, c)
+            bar = GROUP_WIDTH / max(len(rows), 1) * (1 - GAP)
             if cell.n:
                 above = cell.mean + (cell.std if cell.n > 1 else 0)
-                axes.text(x, above + (top - floor) * 0.015, f"{cell.mean:.1f}", ha="center", va="bottom", fontsize=7.5)
+                label, colour = f"{cell.mean:.1f}", "black"
+                if cell.collapsed:  # hatched over its bar and labelled, so it is not read as an ordinary low bar
+                    marked.add("collapsed")
+                    mark(axes, x - bar / 2, floor, bar, cell.mean - floor, "collapsed", outline=0.8, zorder=3)
+                    label, colour = f"{cell.mean:.1f}\n{cell.collapsed_note}", MARKS["collapsed"][1]
+                axes.text(x, above + (top - floor) * 0.015, label, ha="center", va="bottom", fontsize=7.5, color=colour)
                 continue
             state = "failed" if cell.failed else "missing"
             marked.add(state)
-            bar = GROUP_WIDTH / max(len(rows), 1) * (1 - GAP)
             mark(axes, x - bar / 2, floor, bar, placeholder, state, outline=0.8)
             axes.text(x, floor + placeholder * 1.05, "failed" if cell.failed else "—", ha="center", va="bottom",
                       fontsize=7.5, color=MARKS[state][1])
@@ -72,6 +78,8 @@ def draw_bars(table: CellTable, title: str, header: str) -> plt.Figure:
     axes.set_axisbelow(True)
     handles = axes.get_legend_handles_labels()[0]  # seaborn's: one per row (hue level)
     handles += [mark_legend(state, f"no completed run ({state})") for state in ("missing", "failed") if state in marked]
+    if "collapsed" in marked:
+        handles.append(mark_legend("collapsed", "collapsed representation (ablate.evaluate.collapse)"))
     axes.legend(handles=handles, frameon=False, fontsize=8.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.set_title(textwrap.fill(title, 80), fontsize=10.5)
     footer(figure, header.rstrip(".") + ". Error bars: ± std over seeds.", chars_per_inch=14, fontsize=7, bottom=0.01)

@@ -1,14 +1,17 @@
 """Turn a grid's results into report files under reports/<grid>/ (figures, CSV, Markdown, LaTeX, HTML).
 
     heatmap[--facet].{png,pdf,svg}, heatmap.csv, heatmap.md      Figure 5 (one figure per facet)
+    heatmap-methods[--facet].{png,pdf,svg}                       Figure 5 of several methods, side by side
     table1.{md,tex,csv}                                          Table 1 (method × colour strength)
     pivot-<rows>-by-<cols>-<metric>.{md,tex,csv}                 any two axes, any metric
+    methods[--facet].{png,pdf,svg}, methods.{md,tex,csv}         methods × augmentation, Δ from a reference
     index.html                                                   all of it on one self-contained page
     reports/compare-<A>-vs-<B>/difference*.{png,pdf,svg,csv,md}, index.html
 
 Each kind of report is one module with a report-type class, registered in REPORT_TYPES below:
-heatmap.HeatmapReport (Figure 5) and tables.TableReport (Table 1, pivots). `--all` writes every type
-that applies to the grid and index.html; the comparison of two grids is write_compare_report.
+heatmap.HeatmapReport (Figure 5), tables.TableReport (Table 1, pivots) and methods.MethodsReport
+(methods × augmentation, with each cell's change from a reference column). `--all` writes every
+type that applies to the grid and index.html; the comparison of two grids is write_compare_report.
 
 A facet is one combination of the axes that vary in the grid besides the ones a report lays out
 (e.g. method, augment.color_strength in a pair grid): each gets its own figure or table, named by a
@@ -40,6 +43,7 @@ WHAT_ALL = "all"
 REPORT_TYPES: dict[str, str] = {
     "heatmap": "ablate.report.heatmap:HeatmapReport",
     "table": "ablate.report.tables:TableReport",
+    "methods": "ablate.report.methods:MethodsReport",
 }
 
 
@@ -51,6 +55,7 @@ class ReportOptions:
     rows: str | None = None
     cols: str | None = None
     operators: list[str] | None = None
+    baseline: str | None = None  # the methods report's reference column (its label)
 
 
 class ReportType(Protocol):
@@ -82,7 +87,7 @@ def write_html(grid: GridFrame, sections: list[Section], out: Path) -> Path:
 
 def write_report(results_root: Path, grid: str, out_root: Path, what: str = "all", metric: str = "linear_top1",
                  planned: Sequence[dict[str, Any]] | None = None, rows: str | None = None, cols: str | None = None,
-                 operators: list[str] | None = None) -> list[Path]:
+                 operators: list[str] | None = None, baseline: str | None = None) -> list[Path]:
     """The files of one report under out_root/<grid>/: what = a name of REPORT_TYPES, or all (every type
     that applies, else a pivot of the axes the grid varies, plus index.html)."""
     kinds = {what: report_type(what)} if what != WHAT_ALL else {}
@@ -90,7 +95,7 @@ def write_report(results_root: Path, grid: str, out_root: Path, what: str = "all
     check_metric(frame, metric)
     out = out_root / grid
     out.mkdir(parents=True, exist_ok=True)
-    options = ReportOptions(metric, rows, cols, operators)
+    options = ReportOptions(metric, rows, cols, operators, baseline)
     if kinds:
         return kinds[what].section(frame, out, options).files
     sections = [kind.section(frame, out, options) for kind in map(report_type, REPORT_TYPES) if kind.applies(frame, options)]

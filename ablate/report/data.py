@@ -5,6 +5,11 @@ when the plan is known, appends one row with status "missing" for every planned 
 result, carrying the planned spec, so that each report places it in its cell and draws it as
 missing. Facets are the spec axes that vary inside a grid besides the ones a report lays out
 (pairs, seeds, ...): a report draws one figure or table per facet instead of averaging over them.
+
+Besides the store's flat row, each run carries what reports need and the store does not flatten:
+its collapse diagnostic (`collapsed`: True / False, None for results written before the diagnostic
+existed, which reports treat as not collapsed; `collapse.std_ratio` and `collapse.embedding_std`,
+drawable as metrics) and its place in the plan (`plan_index`), the grid file's order of the values.
 """
 
 from __future__ import annotations
@@ -13,17 +18,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ablate.store import grid_dir, load_results, result_row
+from ablate.config.methods import METHOD_SPECS
+from ablate.store import grid_dir, iter_results, result_row
 
 SPEC_PREFIXES = ("dataset.", "model.", "method.", "train.", "augment.", "eval.")  # method.<field>: its settings
 PAIR_AXES = ("augment.ops", "ops", "first_op", "second_op")  # what a pair heatmap lays out
 ALWAYS_POOLED = ("seed",)  # the axis that mean ± std is taken over
 MISSING = "—"
+COLLAPSE_NUMBERS = ("std_ratio", "embedding_std")  # drawable as metrics: collapse.std_ratio, collapse.embedding_std
+NOT_METRICS = {"run_id", "grid", "status", "error", "device", "ops", "first_op", "second_op", "collapsed", "plan_index"}
 METRIC_LABELS = {"linear_top1": "linear top-1 (%)", "knn_top1": "kNN top-1 (%)", "linear_top5": "linear top-5 (%)"}
 
 
@@ -124,7 +132,7 @@ def load_grid_frame(results_root: Path, grid: str, planned: Sequence[dict[str, A
     """
     if not grid or grid in (".", "..") or "/" in grid or "\\" in grid:
         raise ReportError(f"grid {grid!r} is not a plain grid name (no path separators)")
-    results = load_results(results_root, grid)
+    results = load_result_rows(results_root, grid)
     if results.empty and not planned:
         if not grid_dir(results_root, grid).is_dir():
             known = known_grids(results_root)
@@ -140,10 +148,37 @@ def load_grid_frame(results_root: Path, grid: str, planned: Sequence[dict[str, A
             rows.append(result_row({"run_id": run["run_id"], "grid": grid, "status": "missing", "spec": run.get("spec") or {}}))
     frame = pd.concat([results, pd.DataFrame(rows)], ignore_index=True) if rows else results.copy()
     not_in_plan = len(have - plan_ids) if planned is not None else 0
-    for column in ("status", "device", "augment.ops", "first_op", "second_op"):
+    for column in ("status", "device", "augment.ops", "first_op", "second_op", "collapsed"):
         if column not in frame:
             frame[column] = None
+    order = {run["run_id"]: index for index, run in enumerate(planned or [])}
+    frame["plan_index"] = frame["run_id"].map(order).astype(float)  # NaN: a result the plan does not name
     return GridFrame(grid, frame, planned is not None, not_in_plan)
+
+
+def load_result_rows(results_root: Path, grid: str) -> pd.DataFrame:
+    """The grid's results as the store's rows (ablate.store.result_row) plus their collapse diagnostic."""
+    return pd.DataFrame([result_row(result) | collapse_columns(result) for result in iter_results(results_root, grid)])
+
+
+def collapse_columns(result: dict[str, Any]) -> dict[str, Any]:
+    """`collapsed` and the diagnostic's numbers from result.json's "collapse" record (None where it has none)."""
+    record = result.get("collapse") or {}
+    columns: dict[str, Any] = {"collapsed": bool(record["collapsed"]) if record.get("collapsed") is not None else None}
+    for name in COLLAPSE_NUMBERS:
+        columns[f"collapse.{name}"] = record.get(name)
+    return columns
+
+
+def run_collapsed(run: pd.Series) -> bool | None:
+    """A frame row's collapse flag: True / False, None when its result predates the diagnostic."""
+    flag = run.get("collapsed")
+    return None if flag is None or pd.isna(flag) else bool(flag)
+
+
+def has_method_axis(frame: pd.DataFrame) -> bool:
+    """Two or more methods among the grid's runs (results and planned ones)."""
+    return "method" in frame and frame["method"].dropna().nunique() >= 2
 
 
 # ------------------------------------------------------------------------------------------ values
@@ -165,6 +200,18 @@ def hashable(value: Any) -> Any:
 
 def is_spec_column(column: str) -> bool:
     return column == "method" or column == "seed" or column.startswith(SPEC_PREFIXES)
+
+
+def method_label(method: Any) -> str:
+    """How reports call a method: its spec's label ('SimCLR'); an unknown method by its name."""
+    spec = METHOD_SPECS.get(str(method))
+    return spec.label if spec is not None else str(method)
+
+
+def method_sort_key(method: Any) -> tuple[int, int, str]:
+    """Known methods in the order of METHOD_SPECS, then unknown ones by name."""
+    names = list(METHOD_SPECS)
+    return (0, names.index(str(method)), "") if str(method) in METHOD_SPECS else (1, 0, str(method))
 
 
 def format_value(value: Any) -> str:
@@ -192,10 +239,9 @@ def numeric_metric(frame: pd.DataFrame, metric: str) -> pd.Series:
 def metric_columns(grid: GridFrame) -> list[str]:
     """Numeric result columns of the completed runs (metrics and timings), the things a report can show."""
     ran = grid.frame[grid.frame["status"] == "completed"]
-    skip = {"run_id", "grid", "status", "error", "device", "ops", "first_op", "second_op"}
     names = []
     for column in ran.columns:
-        if is_spec_column(column) or column in skip:
+        if is_spec_column(column) or column in NOT_METRICS:
             continue
         values = pd.to_numeric(ran[column], errors="coerce")
         if values.notna().any():
@@ -266,6 +312,11 @@ def sort_key(value: Any) -> tuple:
     return (1, 0.0, str(value))
 
 
+def axis_value_key(axis: str, value: Any) -> tuple:
+    """Methods in the registry's order (METHOD_SPECS), any other axis's values as sort_key orders them."""
+    return method_sort_key(value) if axis == "method" else sort_key(value)
+
+
 @dataclass
 class FacetSplit:
     axes: list[str]
@@ -291,7 +342,7 @@ def split_on(frame: pd.DataFrame, axes: Sequence[str]) -> FacetSplit:
         return FacetSplit([], [(Facet(), frame)])
     keys = facet_keys(frame, axes)
     parts = []
-    for key in sorted(set(keys), key=lambda k: tuple(sort_key(v) for v in k)):
+    for key in sorted(set(keys), key=lambda k: tuple(axis_value_key(a, v) for a, v in zip(axes, k))):
         parts.append((Facet(tuple(zip(axes, key))), frame[keys == key]))
     return FacetSplit(list(axes), parts)
 
@@ -301,12 +352,19 @@ def split_on(frame: pd.DataFrame, axes: Sequence[str]) -> FacetSplit:
 
 @dataclass
 class Cell:
-    """One cell of a figure or table: statistics over its completed runs and its run counts."""
+    """One cell of a figure or table: statistics over its completed runs and its run counts.
+
+    A cell any of whose runs collapsed (ablate.evaluate.collapse) has the state "collapsed": its
+    number is a linear probe on a collapsed representation, which reports mark instead of showing it
+    as merely low.
+    """
 
     values: list[float] = field(default_factory=list)
     failed: int = 0
     missing: int = 0
     planned: bool = False  # the cell has at least one run (result or plan); False: nobody asked for it
+    collapsed: int = 0  # runs among `values` whose representation collapsed
+    diagnosed: int = 0  # runs among `values` whose result has the collapse diagnostic (older ones do not)
 
     @property
     def n(self) -> int:
@@ -323,16 +381,26 @@ class Cell:
     @property
     def state(self) -> str:
         if self.n:
-            return "ok"
+            return "collapsed" if self.collapsed else "ok"
         return "failed" if self.failed else "missing"
 
-    def text(self, digits: int = 1, show_n: bool = True) -> str:
-        """'62.6 ± 0.4 (n=3)', '59.1 (n=1)', '— (2 failed)', '—'."""
-        notes = []
+    @property
+    def collapsed_note(self) -> str:
+        """'collapsed 1/2' (1 of the cell's 2 runs), '' when none collapsed."""
+        return f"collapsed {self.collapsed}/{self.n}" if self.collapsed else ""
+
+    def notes(self) -> list[str]:
+        """What the cell's runs did besides completing: 'collapsed 1/2', '1 failed', '2 missing'."""
+        notes = [self.collapsed_note] if self.collapsed else []
         if self.failed:
             notes.append(f"{self.failed} failed")
         if self.missing:
             notes.append(f"{self.missing} missing")
+        return notes
+
+    def text(self, digits: int = 1, show_n: bool = True) -> str:
+        """'62.6 ± 0.4 (n=3)', '59.1 (n=1)', '12.0 ± 0.3 (n=2, collapsed 1/2)', '— (2 failed)', '—'."""
+        notes = self.notes()
         if not self.n:
             return MISSING + (f" ({', '.join(notes)})" if notes else "")
         number = f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "")
@@ -353,8 +421,20 @@ def collect_cells(frame: pd.DataFrame, metric: str, row_of, col_of) -> dict[tupl
             value = values.loc[index]
             if np.isfinite(value):
                 cell.values.append(float(value))
+                collapsed = run_collapsed(run)
+                cell.diagnosed += collapsed is not None
+                cell.collapsed += bool(collapsed)
         elif status == "failed":
             cell.failed += 1
         elif status == "missing":
             cell.missing += 1
     return cells
+
+
+def any_diagnosed(cells: Iterable[Cell]) -> bool:
+    """Whether any of these cells' runs has the collapse diagnostic: then tables get a `collapsed` column."""
+    return any(cell.diagnosed for cell in cells)
+
+
+COLLAPSE_LEGEND = ("collapsed k/n: k of the cell's n completed runs collapsed (mean per-dimension std of the "
+                   "l2-normalised embeddings below the threshold × 1/√d; ablate.evaluate.collapse)")

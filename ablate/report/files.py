@@ -56,17 +56,29 @@ def seed_note(part: pd.DataFrame) -> str:
     return "1 seed" if seeds else "no completed run"
 
 
-def add_facet(section: Section, frames: list[pd.DataFrame], markdown: list[str], facet: Facet, title: str,
-              figure_path: Path, figure: Any, frame: pd.DataFrame, body_markdown: str, body_html: str) -> None:
-    """One facet's figure, CSV rows (facet columns first), Markdown and HTML table, added to the section."""
+def add_figure(section: Section, figure: Any, figure_path: Path, title: str) -> list[Path]:
+    """A figure saved as figure_path.{png,pdf,svg}, listed in the section (its PNG embedded in the page)."""
     files = save_figure(figure, figure_path.parent, figure_path.name)
     section.files += files
     section.figures.append((files[0], title.replace("\n", " · ")))
+    return files
+
+
+def add_facet_tables(section: Section, frames: list[pd.DataFrame], markdown: list[str], facet: Facet, frame: pd.DataFrame,
+                     body_markdown: str, body_html: str) -> None:
+    """One facet's CSV rows (facet columns first), Markdown and HTML table, added to the section."""
     for position, (axis, value) in enumerate(facet.values):
         frame.insert(position, axis, value)
     frames.append(frame)
     markdown.append((f"## {facet.label}\n\n" if facet.values else "") + body_markdown)
     section.tables.append(body_html)
+
+
+def add_facet(section: Section, frames: list[pd.DataFrame], markdown: list[str], facet: Facet, title: str,
+              figure_path: Path, figure: Any, frame: pd.DataFrame, body_markdown: str, body_html: str) -> None:
+    """One facet's figure, CSV rows (facet columns first), Markdown and HTML table, added to the section."""
+    add_figure(section, figure, figure_path, title)
+    add_facet_tables(section, frames, markdown, facet, frame, body_markdown, body_html)
 
 
 def write_section_tables(section: Section, stem: Path, frames: list[pd.DataFrame], markdown: list[str]) -> None:

@@ -2,7 +2,15 @@
 
 Rows are the first operator, columns the second, the diagonal is the operator alone, and an extra
 column holds each row's mean (as in the paper). Cells show the mean (± std over seeds when n > 1).
-A cell with no completed run is hatched and labelled "missing" or "failed", never dropped.
+A cell with no completed run is hatched and labelled "missing" or "failed", never dropped; a cell
+one of whose runs collapsed (ablate.evaluate.collapse) is hatched in orange and labelled
+"collapsed k/n" above its number, and left out of the colour scale, so that it never reads as an
+ordinary low cell.
+
+When the grid runs several methods, the methods' heatmaps are panels of one figure
+(heatmap-methods[--other-facets].{png,pdf,svg}), titled by the methods' labels in the registry's
+order, on one colour scale: the comparison of methods is the point of such a grid. Other facet
+axes keep one figure per value (heatmap--<axis>-<value>.*).
 
 Drawn by `seaborn.heatmap` (colours, annotations, colour bar; one colour scale shared by a grid's
 facets); cells without a value are masked there and marked by ablate.report.plots, which also
@@ -11,6 +19,7 @@ writes the footer: the two things seaborn does not draw.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,9 +32,10 @@ from matplotlib.patches import Rectangle
 
 from ablate.config import OPERATORS
 from ablate.report.data import (  # noqa: F401
-    MISSING, PAIR_AXES, Cell, GridFrame, ReportError, collect_cells, metric_label, split_on, varying_axes,
+    COLLAPSE_LEGEND, MISSING, PAIR_AXES, Cell, Facet, GridFrame, ReportError, any_diagnosed, collect_cells, method_label,
+    metric_label, split_on, varying_axes,
 )
-from ablate.report.files import add_facet, seed_note, write_section_tables
+from ablate.report.files import add_facet, add_facet_tables, add_figure, seed_note, write_section_tables
 from ablate.report.html import Section
 from ablate.report.plots import MARKS, footer, mark, mark_legend
 
@@ -46,6 +56,14 @@ class PairTable:
     def matrix(self, stat: str) -> pd.DataFrame:
         data = [[getattr(self.cell(a, b), stat) for b in self.operators] for a in self.operators]
         return pd.DataFrame(data, index=self.operators, columns=self.operators, dtype=float)
+
+    def coloured_means(self) -> list[float]:
+        """The cell means the colour scale spans: cells whose state is ok (a collapsed cell is hatched instead)."""
+        return [c.mean for c in self.cells.values() if c.state == "ok" and np.isfinite(c.mean)]
+
+    @property
+    def any_collapsed(self) -> bool:
+        return any(c.collapsed for c in self.cells.values())
 
     @property
     def mean(self) -> pd.DataFrame:
@@ -83,6 +101,19 @@ def pair_frame(results: pd.DataFrame) -> pd.DataFrame:
     return results[(ops != "") & (ops.str.count(r"\+") <= 1)]
 
 
+def is_pair_grid(frame: pd.DataFrame) -> bool:
+    """Figure 5's grid: every pipeline is one operator or an ordered pair, and some pair is there in both
+    orders (or there are only single operators). A grid that also runs longer pipelines, or a few pairs
+    of one order (e.g. a full pipeline and what is left when one operator is removed), is no pair grid:
+    its heatmap would be mostly empty cells."""
+    ops = frame["augment.ops"].dropna().astype(str) if "augment.ops" in frame else pd.Series(dtype=str)
+    pipelines = [tuple(o.split("+")) for o in ops if o]
+    if not pipelines or any(len(p) > 2 for p in pipelines):
+        return False
+    ordered = {p for p in pipelines if len(p) == 2 and p[0] != p[1]}
+    return not ordered or any((b, a) in ordered for a, b in ordered)
+
+
 def pair_operators(pairs: pd.DataFrame) -> list[str]:
     names = set(pairs["first_op"].dropna()) | set(pairs["second_op"].dropna())
     return operator_order({str(n) for n in names})
@@ -97,8 +128,12 @@ def pair_table(pairs: pd.DataFrame, operators: list[str], metric: str = "linear_
 
 
 def cell_label(cell: Cell, typical_n: int) -> str:
+    """'62.3\n±0.4' (n= added below the grid's usual n), 'missing', 'failed', 'collapsed 1/2\n40.5' (the mean
+    only: its std mixes a collapsed run with healthy ones)."""
     if not cell.n:
         return "failed" if cell.failed else "missing"
+    if cell.collapsed:
+        return f"{cell.collapsed_note}\n{cell.mean:.1f}"
     text = f"{cell.mean:.1f}"
     if cell.n > 1:
         text += f"\n±{cell.std:.1f}"
@@ -107,35 +142,45 @@ def cell_label(cell: Cell, typical_n: int) -> str:
     return text
 
 
+def mark_cells(axes: plt.Axes, labels: pd.DataFrame, states: pd.DataFrame, fontsize: float = 8.5) -> None:
+    """The cells seaborn masked (state not 'ok'): hatched in the colour of their state, labelled on a white box."""
+    for i, j in np.argwhere((states != "ok").to_numpy()):
+        state = states.iat[i, j]
+        mark(axes, j, i, 1, 1, state)
+        # seaborn draws no edge around a masked cell: the white grid line, as between the other cells
+        axes.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="white", linewidth=1))
+        axes.text(j + 0.5, i + 0.5, labels.iat[i, j], ha="center", va="center", fontsize=fontsize, zorder=3,
+                  color="0.25" if state == "missing" else MARKS[state][1],
+                  bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none"})
+
+
+def draw_panel(axes: plt.Axes, values: pd.DataFrame, labels: pd.DataFrame, states: pd.DataFrame, bar_axes: plt.Axes | None,
+               colorbar_label: str, fontsize: float = 9, **colour) -> None:
+    """One heatmap: seaborn colours and annotates the cells whose state is 'ok' on the scale `colour` gives
+    (cmap, vmin, vmax), the others are masked, and hatched and labelled here; a colour bar in bar_axes if given."""
+    bar = {"cbar_ax": bar_axes, "cbar_kws": {"label": colorbar_label}} if bar_axes is not None else {"cbar": False}
+    sns.heatmap(values, mask=(states != "ok") | values.isna(), annot=labels.to_numpy(), fmt="", linewidths=1,
+                linecolor="white", annot_kws={"fontsize": fontsize, "linespacing": 1.15}, ax=axes, **bar, **colour)
+    mark_cells(axes, labels, states, fontsize - 0.5)
+    axes.tick_params(length=0)
+    axes.tick_params(axis="y", rotation=0)  # seaborn turns y labels upright unless they overlap
+
+
 def draw_pairs(values: pd.DataFrame, labels: pd.DataFrame, states: pd.DataFrame, title: str, header: str,
                colorbar_label: str, legend: dict[str, str], **colour) -> plt.Figure:
-    """operators × (operators + 'mean') cells: seaborn colours and annotates the cells whose state is 'ok' on the
-    scale `colour` gives (cmap, vmin, vmax); the others are masked, and hatched and labelled here."""
+    """operators × (operators + 'mean') cells in one figure (draw_panel), with the legend of the marks used."""
     n_ops = len(values)
     side = 0.95 * (max(n_ops, 4) + 1)
     figure = plt.figure(figsize=(side + 2.6, side * 0.82 + 1.9))
     grid = figure.add_gridspec(1, 2, width_ratios=[side, 0.25], wspace=0.06)
     axes, bar_axes = figure.add_subplot(grid[0]), figure.add_subplot(grid[1])
-    marked = states != "ok"
-    sns.heatmap(values, mask=marked | values.isna(), annot=labels.to_numpy(), fmt="", linewidths=1, linecolor="white",
-                annot_kws={"fontsize": 9, "linespacing": 1.15}, ax=axes, cbar_ax=bar_axes,
-                cbar_kws={"label": colorbar_label}, **colour)
-    for i, j in np.argwhere(marked.to_numpy()):
-        state = states.iat[i, j]
-        mark(axes, j, i, 1, 1, state)
-        # seaborn draws no edge around a masked cell: the white grid line, as between the other cells
-        axes.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="white", linewidth=1))
-        axes.text(j + 0.5, i + 0.5, labels.iat[i, j], ha="center", va="center", fontsize=8.5, zorder=3,
-                  color="0.25" if state == "missing" else MARKS[state][1],
-                  bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": "none"})
+    draw_panel(axes, values, labels, states, bar_axes, colorbar_label, **colour)
     axes.axvline(n_ops, color="white", linewidth=6)  # the row-mean column stands apart
-    axes.tick_params(length=0)
-    axes.tick_params(axis="y", rotation=0)  # seaborn turns y labels upright unless they overlap
     axes.set_xlabel("2nd transformation", fontsize=11)
     axes.set_ylabel("1st transformation", fontsize=11)
     axes.set_title(title, fontsize=12, pad=10, loc="center")
     footer(figure, header, chars_per_inch=13, fontsize=7.5, bottom=0.02)
-    handles = [mark_legend(state, label) for state, label in legend.items() if (states == state).any(axis=None)]
+    handles = legend_handles(legend, [states])
     if handles:
         axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.085), ncol=len(handles), frameon=False,
                     fontsize=8.5)
@@ -143,20 +188,27 @@ def draw_pairs(values: pd.DataFrame, labels: pd.DataFrame, states: pd.DataFrame,
     return figure
 
 
+def legend_handles(legend: dict[str, str], states: list[pd.DataFrame]) -> list:
+    """A legend entry for each mark that some panel uses."""
+    return [mark_legend(state, label) for state, label in legend.items() if any((s == state).any(axis=None) for s in states)]
+
+
 def value_range(tables: list[PairTable]) -> tuple[float, float]:
-    """One colour range for all facets of a grid, so that equal colours mean equal numbers."""
-    finite = []
-    for table in tables:
-        values = table.mean.to_numpy()
-        finite += list(values[np.isfinite(values)])
+    """One colour range for all facets of a grid, so that equal colours mean equal numbers. Collapsed cells
+    are hatched, not coloured, and stay out of it: a collapse must not squeeze the others' colours together."""
+    finite = [value for table in tables for value in table.coloured_means()]
     if not finite:
         return 0.0, 100.0
     low, high = float(min(finite)), float(max(finite))
     return (low - 0.5, high + 0.5) if high - low < 1e-9 else (low, high)
 
 
-def draw_heatmap(table: PairTable, title: str, header: str, metric: str = "linear_top1",
-                 vrange: tuple[float, float] | None = None) -> plt.Figure:
+HEATMAP_LEGEND = {"missing": "missing (no result)", "failed": "failed (all runs)",
+                  "collapsed": "collapsed (k of n runs; not on the colour scale)"}
+
+
+def heatmap_frames(table: PairTable) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """values, labels and states of a pair table's cells, the row means last."""
     ops, typical = table.operators, table.typical_n()
     columns = ops + ["mean"]
     values = pd.concat([table.mean, table.row_mean.rename("mean")], axis=1)
@@ -164,11 +216,67 @@ def draw_heatmap(table: PairTable, title: str, header: str, metric: str = "linea
                            for a in ops], index=ops, columns=columns)
     states = pd.DataFrame([[table.cell(a, b).state for b in ops] + ["ok" if table.row_mean_text(a) else "missing"]
                            for a in ops], index=ops, columns=columns)
-    if any(not table.row_complete(op) and not np.isnan(table.row_mean[op]) for op in ops):
-        header = "* mean over the row's cells that have a result. " + header
+    return values, labels, states
+
+
+def row_mean_note(tables: list[PairTable]) -> str:
+    incomplete = any(not t.row_complete(op) and not np.isnan(t.row_mean[op]) for t in tables for op in t.operators)
+    return "* mean over the row's cells that have a result. " if incomplete else ""
+
+
+def draw_heatmap(table: PairTable, title: str, header: str, metric: str = "linear_top1",
+                 vrange: tuple[float, float] | None = None) -> plt.Figure:
+    values, labels, states = heatmap_frames(table)
     low, high = vrange or value_range([table])
-    return draw_pairs(values, labels, states, title, header, metric_label(metric),
-                      {"missing": "missing (no result)", "failed": "failed (all runs)"}, cmap="viridis", vmin=low, vmax=high)
+    return draw_pairs(values, labels, states, title, row_mean_note([table]) + header, metric_label(metric),
+                      HEATMAP_LEGEND, cmap="viridis", vmin=low, vmax=high)
+
+
+MAX_PANELS_PER_ROW = 4
+
+
+def panel_layout(count: int) -> tuple[int, int]:
+    """(rows, columns) of `count` panels: at most four a row, rows filled evenly (5 → 3 + 2, 8 → 4 + 4)."""
+    rows = math.ceil(count / MAX_PANELS_PER_ROW)
+    return rows, math.ceil(count / rows)
+
+
+def draw_method_heatmaps(tables: list[tuple[str, PairTable]], title: str, header: str, metric: str = "linear_top1",
+                         vrange: tuple[float, float] | None = None) -> plt.Figure:
+    """One heatmap per method (title: its label), side by side in one figure, on one colour scale (one colour bar)."""
+    low, high = vrange or value_range([table for _, table in tables])
+    n_ops = max(len(table.operators) for _, table in tables)
+    side = 0.9 * (max(n_ops, 4) + 1)
+    rows, cols = panel_layout(len(tables))
+    panel_height = side * 0.82 + 0.9  # the panel and its title and column labels
+    figure = plt.figure(figsize=(cols * (side + 0.35) + 2.4, rows * panel_height + 1.9))
+    grid = figure.add_gridspec(rows, cols + 1, width_ratios=[side] * cols + [0.25], wspace=0.12, hspace=0.28)
+    bar_axes = figure.add_subplot(grid[:, cols])
+    all_states = []
+    for index, (label, table) in enumerate(tables):
+        row, col = divmod(index, cols)
+        axes = figure.add_subplot(grid[row, col])
+        values, labels, states = heatmap_frames(table)
+        all_states.append(states)
+        draw_panel(axes, values, labels, states, bar_axes if index == 0 else None, metric_label(metric), fontsize=8.5,
+                   cmap="viridis", vmin=low, vmax=high)
+        axes.axvline(len(table.operators), color="white", linewidth=5)  # the row-mean column stands apart
+        axes.set_title(label, fontsize=11.5, pad=6)
+        axes.set_xlabel("2nd transformation" if row == rows - 1 or index + cols >= len(tables) else "", fontsize=10)
+        axes.set_ylabel("1st transformation" if col == 0 else "", fontsize=10)
+        if col:
+            axes.set_yticklabels([])
+    inches = figure.get_figheight()
+    figure.suptitle(title, fontsize=12.5, y=1 - 0.25 / inches, va="top")
+    footer(figure, row_mean_note([t for _, t in tables]) + header, chars_per_inch=13, fontsize=7.5, bottom=0.1 / inches)
+    handles = legend_handles(HEATMAP_LEGEND, all_states)
+    if handles:
+        figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.45 / inches), ncol=len(handles),
+                      frameon=False, fontsize=8.5)
+    width = figure.get_figwidth()
+    figure.subplots_adjust(left=1.3 / width, right=1 - 0.9 / width, top=1 - (0.35 + 0.3 * title.count("\n") + 0.45) / inches,
+                           bottom=1.2 / inches)
+    return figure
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -181,17 +289,22 @@ def table_markdown(table: PairTable) -> str:
         cells = [table.cell(first, second).text() for second in ops]
         cells.append(table.row_mean_text(first) or MISSING)
         lines.append(f"| {first} | " + " | ".join(cells) + " |")
+    if table.any_collapsed:
+        lines += ["", COLLAPSE_LEGEND]
     return "\n".join(lines) + "\n"
 
 
-def table_csv(table: PairTable) -> pd.DataFrame:
-    """Long format: one row per cell with mean, std and n (cells without a result have n = 0)."""
+def table_csv(table: PairTable, collapsed: bool = False) -> pd.DataFrame:
+    """Long format: one row per cell with mean, std and n (cells without a result have n = 0), and with
+    `collapsed` (how many of the cell's runs collapsed) when the results have the collapse diagnostic."""
+    columns = ["first", "second", "mean", "std", "n"] + (["collapsed"] if collapsed else [])
     rows = []
     for first in table.operators:
         for second in table.operators:
             cell = table.cell(first, second)
-            rows.append({"first": first, "second": second, "mean": cell.mean, "std": cell.std, "n": cell.n})
-    return pd.DataFrame(rows, columns=["first", "second", "mean", "std", "n"])
+            rows.append({"first": first, "second": second, "mean": cell.mean, "std": cell.std, "n": cell.n,
+                         "collapsed": cell.collapsed})
+    return pd.DataFrame(rows, columns=columns)
 
 
 # ------------------------------------------------------------------------------------------ compare
@@ -302,13 +415,14 @@ def diff_markdown(table: DiffTable) -> str:
 class HeatmapReport:
     """Figure 5: one heatmap of first × second operator per facet, with heatmap.csv and heatmap.md.
 
-    Chosen by `--all` for a grid of single operators and ordered pairs that is not a Table 1 grid.
+    Chosen by `--all` for a grid of single operators and ordered pairs (is_pair_grid) that is not a
+    Table 1 grid; `--heatmap` draws the runs of one operator or a pair of any grid.
     """
 
     def applies(self, grid: GridFrame, options: ReportOptions) -> bool:
         from ablate.report.tables import table1_applies
 
-        return not pair_frame(grid.frame).empty and not table1_applies(grid)
+        return is_pair_grid(grid.frame) and not table1_applies(grid)
 
     def section(self, grid: GridFrame, out: Path, options: ReportOptions) -> Section:
         pairs = pair_frame(grid.frame)
@@ -318,20 +432,46 @@ class HeatmapReport:
         split = split_on(pairs, varying_axes(pairs, PAIR_AXES))
         tables = [(facet, part, pair_table(part, order, options.metric)) for facet, part in split]
         vrange = value_range([table for _, _, table in tables])
+        diagnosed = any_diagnosed(cell for _, _, table in tables for cell in table.cells.values())
         header = grid.header()
         section = Section("Figure 5: pairs of transformations")
+        side_by_side = "method" in split.axes
         if split.axes:
             section.note = f"One heatmap per value of {', '.join(split.axes)} (these vary in the grid and are not averaged)."
+            if side_by_side:
+                section.note += " The methods are drawn side by side on one colour scale."
+        if any(table.any_collapsed for _, _, table in tables):
+            section.note = (section.note + " " if section.note else "") + COLLAPSE_LEGEND + "."
         frames, markdown = [], [f"# {grid.grid}: {options.metric}\n\n{header}\n"]
         for facet, part, table in tables:
             title = f"{metric_label(options.metric)}: 1st × 2nd transformation ({seed_note(part)})"
             if facet.values:
                 title += f"\n{facet.label}"
-            add_facet(section, frames, markdown, facet, title, out / f"heatmap{facet.suffix}",
-                      draw_heatmap(table, title, header, options.metric, vrange), table_csv(table), table_markdown(table),
-                      pair_html(table, title.replace("\n", " · ")))
+            body = (table_csv(table, diagnosed), table_markdown(table), pair_html(table, title.replace("\n", " · ")))
+            if side_by_side:
+                add_facet_tables(section, frames, markdown, facet, *body)
+            else:
+                add_facet(section, frames, markdown, facet, title, out / f"heatmap{facet.suffix}",
+                          draw_heatmap(table, title, header, options.metric, vrange), *body)
+        if side_by_side:
+            for rest, group in group_by_method(tables).items():
+                title = f"{metric_label(options.metric)}: 1st × 2nd transformation, by method " \
+                        f"({seed_note(pd.concat([part for _, part, _ in group]))})" + (f"\n{rest.label}" if rest.values else "")
+                panels = [(method_label(dict(facet.values)["method"]), table) for facet, _, table in group]
+                add_figure(section, draw_method_heatmaps(panels, title, header, options.metric, vrange),
+                           out / f"heatmap-methods{rest.suffix}", title)
         write_section_tables(section, out / "heatmap", frames, markdown)
         return section
+
+
+def group_by_method(tables: list[tuple[Facet, pd.DataFrame, PairTable]]) -> dict[Facet, list[tuple[Facet, pd.DataFrame, PairTable]]]:
+    """The facets grouped by their values on the axes other than `method` (one figure each), in facet order;
+    inside a group the methods in the registry's order, as split_on sorted them."""
+    groups: dict[Facet, list] = {}
+    for facet, part, table in tables:
+        rest = Facet(tuple((axis, value) for axis, value in facet.values if axis != "method"))
+        groups.setdefault(rest, []).append((facet, part, table))
+    return groups
 
 
 def pair_html(table: PairTable, caption: str) -> str:

@@ -35,6 +35,9 @@ td.failed { color: #c0392b; background: repeating-linear-gradient(45deg, #fff, #
 td.only { color: #7d3c98; background: repeating-linear-gradient(-45deg, #fff, #fff 4px, #eadcf0 4px, #eadcf0 8px); }
 .files { font-size: 0.85em; color: #555; }
 """
+# Added only to pages with a collapsed cell, so that the pages of grids without one stay as they were.
+COLLAPSED_STYLE = """td.collapsed { color: #a04000; background: radial-gradient(#f0b27a 1.2px, #fff 1.6px) 0 0 / 6px 6px; }
+"""
 
 
 @dataclass
@@ -57,7 +60,7 @@ def render_page(title: str, header: str, counts: dict[str, str], sections: list[
     """The whole page as one string; `folder` is where the page lives (file links are relative to it)."""
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title>", f"<style>{STYLE}</style></head><body>",
+        f"<title>{html.escape(title)}</title>", f"<style>{STYLE}{COLLAPSED_STYLE if has_collapsed(sections) else ''}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>", '<div class="header">',
         '<div class="counts">' + "".join(
             f'<span class="{html.escape(key.split()[0])}-count{" none" if value == "0" else ""}">{html.escape(value)} {html.escape(key)}</span>'
@@ -79,6 +82,10 @@ def render_page(title: str, header: str, counts: dict[str, str], sections: list[
             parts.append(f'<p class="files">Files: {links}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def has_collapsed(sections: list[Section]) -> bool:
+    return any('<td class="collapsed">' in table for section in sections for table in section.tables)
 
 
 def _relative(path: Path, folder: Path) -> str:

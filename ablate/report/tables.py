@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import pandas as pd
 
 from ablate.config import OPERATORS
-from ablate.config.methods import DEFAULT_METHOD, METHOD_SPECS
+from ablate.config.methods import DEFAULT_METHOD
 from ablate.report.data import (
-    PAIR_AXES, Cell, Facet, GridFrame, ReportError, check_axis, collect_cells, format_value, fraction_label, hashable,
-    metric_label, slug, sort_key, split_facets, varying_axes,
+    COLLAPSE_LEGEND, PAIR_AXES, Cell, any_diagnosed, has_method_axis, Facet, GridFrame, ReportError, check_axis, collect_cells, format_value, fraction_label, hashable,
+    method_label, method_sort_key, metric_label, slug, sort_key, split_facets, varying_axes,
 )
 from ablate.report.files import save_figure, write_text
 from ablate.report.html import Section
@@ -83,18 +83,6 @@ def strength_label(key: tuple[int, float]) -> str:
     if kind == 1:
         return fraction_label(value)
     return "no colour"
-
-
-def method_label(method: Any) -> str:
-    """How reports call a method: its spec's label ('SimCLR'); an unknown method by its name."""
-    spec = METHOD_SPECS.get(str(method))
-    return spec.label if spec is not None else str(method)
-
-
-def method_sort_key(method: Any) -> tuple[int, int, str]:
-    """Known methods in the order of METHOD_SPECS, then unknown ones by name."""
-    names = list(METHOD_SPECS)
-    return (0, names.index(str(method)), "") if str(method) in METHOD_SPECS else (1, 0, str(method))
 
 
 def table1_applies(grid: GridFrame) -> bool:
@@ -166,12 +154,21 @@ def axis_title(axis: str) -> str:
     return AXIS_NAMES.get(axis, axis)
 
 
-def to_markdown(table: CellTable) -> str:
+def to_markdown(table: CellTable, text: Callable[[Any, Any], str] | None = None) -> str:
+    """A Markdown table of the cells' texts (or of `text(row, col)`), with the legend of collapsed cells under
+    it where a cell has one."""
+    text = text or (lambda row, col: table.cell(row, col).text())
     head = f"| {axis_title(table.row_axis)} \\ {axis_title(table.col_axis)} | " + " | ".join(table.col_label(c) for c in table.cols) + " |"
     lines = [f"### {table.title}", "", head, "|---" * (len(table.cols) + 1) + "|"]
     for row in table.rows:
-        lines.append(f"| {table.row_label(row)} | " + " | ".join(table.cell(row, col).text() for col in table.cols) + " |")
+        lines.append(f"| {table.row_label(row)} | " + " | ".join(text(row, col) for col in table.cols) + " |")
+    if any_collapsed(table):
+        lines += ["", COLLAPSE_LEGEND]
     return "\n".join(lines) + "\n"
+
+
+def any_collapsed(table: CellTable) -> bool:
+    return any(cell.collapsed for cell in table.cells.values())
 
 
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -183,24 +180,32 @@ def latex_escape(text: str) -> str:
 
 
 def latex_cell(cell: Cell) -> str:
-    notes = ([f"{cell.failed} failed"] if cell.failed else []) + ([f"{cell.missing} missing"] if cell.missing else [])
+    notes = cell.notes()
     if not cell.n:
         return "---" + (f" ({', '.join(notes)})" if notes else "")
     number = f"${cell.mean:.1f}" + (f" \\pm {cell.std:.1f}$" if cell.n > 1 else "$")
     return number + f" {{\\scriptsize ({', '.join([f'n={cell.n}'] + notes)})}}"
 
 
-def to_latex(table: CellTable) -> str:
+LATEX_COLLAPSE_LEGEND = ("; collapsed k/n: k of the n runs collapsed (embedding std below the threshold "
+                         "$\\times 1/\\sqrt{d}$)")
+
+
+def to_latex(table: CellTable, text: Callable[[Any, Any], str] | None = None, caption: str | None = None) -> str:
     """A booktabs table: the column axis as a spanning title over the column labels, the row axis
-    heading the first column (given as the column labels' name, so that Styler puts it on their row)."""
+    heading the first column (given as the column labels' name, so that Styler puts it on their row).
+    Cells are the cells' mean ± std (n) unless `text(row, col)` (LaTeX) says otherwise."""
+    text = text or (lambda row, col: latex_cell(table.cell(row, col)))
     width = len(table.cols)
     columns = pd.MultiIndex.from_arrays(
         [[latex_escape(axis_title(table.col_axis))] * width, [latex_escape(table.col_label(c)) for c in table.cols]],
         names=[None, latex_escape(axis_title(table.row_axis))],
     )
-    body = pd.DataFrame([[latex_cell(table.cell(row, col)) for col in table.cols] for row in table.rows],
+    body = pd.DataFrame([[text(row, col) for col in table.cols] for row in table.rows],
                         index=[latex_escape(table.row_label(row)) for row in table.rows], columns=columns)
-    caption = f"{latex_escape(table.title)}: mean $\\pm$ std over seeds (n runs); --- no completed run."
+    if caption is None:
+        legend = LATEX_COLLAPSE_LEGEND if any_collapsed(table) else ""
+        caption = f"{latex_escape(table.title)}: mean $\\pm$ std over seeds (n runs); --- no completed run{legend}."
     latex = body.style.to_latex(hrules=True, position="t", position_float="centering", caption=caption,
                                 column_format="l" + "c" * width, multicol_align="c")
     lines = latex.splitlines()
@@ -210,7 +215,9 @@ def to_latex(table: CellTable) -> str:
 
 
 def to_frame(tables: list[CellTable]) -> pd.DataFrame:
-    """Long format: facet axes, row, column, mean, std, n, failed, missing (one line per cell, empty ones too)."""
+    """Long format: facet axes, row, column, mean, std, n, failed, missing (one line per cell, empty ones too),
+    and `collapsed` (runs of the cell that collapsed) when the results have the collapse diagnostic."""
+    diagnosed = any_diagnosed(cell for table in tables for cell in table.cells.values())
     records = []
     for table in tables:
         for row in table.rows:
@@ -219,12 +226,14 @@ def to_frame(tables: list[CellTable]) -> pd.DataFrame:
                 record = {axis: format_value(value) for axis, value in table.facet.values}
                 record.update({table.row_axis: table.row_label(row), table.col_axis: table.col_label(col), "metric": table.metric,
                                "mean": cell.mean, "std": cell.std, "n": cell.n, "failed": cell.failed, "missing": cell.missing})
+                if diagnosed:
+                    record["collapsed"] = cell.collapsed
                 records.append(record)
     return pd.DataFrame(records)
 
 
 def html_table(row_title: str, col_labels: list[str], rows: list[tuple[str, list[tuple[str, str]]]], caption: str) -> str:
-    """An HTML table; each cell is (text, state) with state ok | missing | failed | only."""
+    """An HTML table; each cell is (text, state) with state ok | collapsed | missing | failed | only."""
     out = [f"<table><caption>{html.escape(caption)}</caption><thead><tr><th>{html.escape(row_title)}</th>"]
     out += [f"<th>{html.escape(label)}</th>" for label in col_labels]
     out.append("</tr></thead><tbody>")
@@ -252,17 +261,18 @@ class TableReport:
     """Table 1 (method × colour strength), or the pivot of any two axes given as --rows/--cols, as .md,
     .tex and .csv with a bar figure, one table per facet.
 
-    Chosen by `--all` for a Table 1 grid, or when --rows/--cols are given.
+    Chosen by `--all` for a Table 1 grid, or when --rows/--cols are given. On a grid with a method
+    axis, --cols alone is the column axis of the methods report (ablate.report.methods), not half a pivot.
     """
 
     def applies(self, grid: GridFrame, options: ReportOptions) -> bool:
-        return bool(options.rows or options.cols) or table1_applies(grid)
+        return wants_pivot(grid, options) or table1_applies(grid)
 
     def section(self, grid: GridFrame, out: Path, options: ReportOptions) -> Section:
         from ablate.report.bars import draw_bars
 
         metric, rows, cols = options.metric, options.rows, options.cols
-        if rows or cols:
+        if wants_pivot(grid, options):
             if not (rows and cols):
                 raise ReportError("a pivot needs both --rows AXIS and --cols AXIS")
             check_axis(grid, rows, "--rows")
@@ -288,6 +298,11 @@ class TableReport:
         section.files.append(write_text(out / f"{stem}.csv", to_frame(tables).to_csv(index=False)))
         section.tables += [to_html(t) for t in tables]
         return section
+
+
+def wants_pivot(grid: GridFrame, options: ReportOptions) -> bool:
+    """--rows asks for a pivot; so does --cols alone, except where it lays out the methods report."""
+    return bool(options.rows) or (bool(options.cols) and not has_method_axis(grid.frame))
 
 
 def fallback_pivot_axes(grid: GridFrame) -> tuple[str, str]:

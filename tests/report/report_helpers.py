@@ -35,6 +35,14 @@ def make_result(spec: dict[str, Any], grid: str, value: float | None, status: st
             "error": None if status == "completed" else {"type": "RuntimeError", "message": "boom", "traceback": ""}}
 
 
+def with_collapse(result: dict[str, Any], collapsed: bool, dim: int = 128) -> dict[str, Any]:
+    """The result with the collapse record a run of this version writes (ablate.evaluate.collapse):
+    std_ratio 0.01 when collapsed, 0.8 when healthy, against the threshold 0.1."""
+    ratio = 0.01 if collapsed else 0.8
+    record = {"embedding_std": ratio / dim**0.5, "embedding_dim": dim, "std_ratio": ratio, "threshold": 0.1, "collapsed": collapsed}
+    return result | {"collapse": record}
+
+
 def write_results(root: Path, grid: str, results: list[dict[str, Any]]) -> None:
     for result in results:
         store.write_result(store.run_dir(root, grid, result["run_id"]), result)

@@ -107,3 +107,28 @@ def test_a_table_without_any_completed_run_is_drawn(tmp_path):
     _, axes = draw(tmp_path, {("simclr", 0.5): "failed"})
     assert bars(axes) == {} and error_bars(axes) == {}
     assert sorted(t.get_text() for t in axes.texts).count("—") == 5
+
+
+def test_a_collapsed_cell_keeps_its_bar_hatched_over_and_labelled(tmp_path):
+    from report_helpers import with_collapse
+
+    plan, results = [], []
+    for method in ("simclr", "supervised"):
+        for strength in STRENGTHS:
+            for seed in range(2):
+                spec = make_spec(["crop", "color"], seed, method, strength)
+                plan.append({"run_id": run_id(spec), "spec": spec})
+                collapsed = method == "simclr" and strength == 0.5 and seed == 1  # one of this cell's two runs
+                results.append(with_collapse(make_result(spec, "bars", 60.0 + 10 * strength + seed), collapsed))
+    write_results(tmp_path, "bars", results)
+    [table] = table1(load_grid_frame(tmp_path, "bars", plan))
+    axes = draw_bars(table, table.title, "header").axes[0]
+    x = round(1 + ROW_OFFSET["simclr"], 6)
+    assert bars(axes)[x] == pytest.approx(65.5)  # the bar is still drawn at the cell's mean
+    hatched = {round(p.get_x() + p.get_width() / 2, 6): (p.get_hatch(), p.get_height()) for p in axes.patches if p.get_hatch()}
+    assert list(hatched) == [x] and hatched[x][0] == ".."
+    assert hatched[x][1] == pytest.approx(65.5 - axes.get_ylim()[0])  # from the floor up to the bar's top
+    labels = {round(t.get_position()[0], 6): t.get_text() for t in axes.texts}
+    assert labels[x] == "65.5\ncollapsed 1/2"
+    assert all(label == label.split("\n")[0] for position, label in labels.items() if position != x)
+    assert "collapsed representation (ablate.evaluate.collapse)" in [t.get_text() for t in axes.get_legend().get_texts()]

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from report_helpers import PAPER_OPS, distinct_colours, make_result, make_spec, ordered_pairs, pair_grid, pair_value, run_id, write_results
+from report_helpers import (PAPER_OPS, distinct_colours, make_result, make_spec, ordered_pairs, pair_grid, pair_value, run_id,
+                            with_collapse, write_results)
 
 import ablate.report.heatmap as heatmap
 from ablate.report.build import write_report
@@ -131,8 +132,9 @@ def test_method_axis_gives_one_heatmap_per_method_not_an_average(tmp_path):
     write_results(root, "m", results)
     paths = write_report(root, "m", tmp_path / "reports", "heatmap")
     names = {p.name for p in paths}
-    assert {"heatmap--method-simclr.png", "heatmap--method-supervised.png", "heatmap--method-simclr.svg"} <= names
-    assert "heatmap.png" not in names
+    # the methods side by side in one figure; tables keep a part per method
+    assert {"heatmap-methods.png", "heatmap-methods.pdf", "heatmap-methods.svg"} <= names
+    assert "heatmap.png" not in names and not any(n.startswith("heatmap--method") for n in names)
     table = pd.read_csv(tmp_path / "reports" / "m" / "heatmap.csv")
     assert list(table.columns) == ["method", "first", "second", "mean", "std", "n"]
     assert len(table) == 8
@@ -149,8 +151,9 @@ def test_two_varying_axes_split_into_every_combination(tmp_path):
                for method in ("simclr", "supervised") for strength in (0.5, 1.0) for ops in ordered_pairs(["crop", "color"])]
     write_results(root, "two", results)
     names = {p.name for p in write_report(root, "two", tmp_path / "reports", "heatmap")}
-    assert "heatmap--method-supervised--color_strength-0.5.png" in names
-    assert len([n for n in names if n.endswith(".png")]) == 4
+    # one figure per colour strength, each with the two methods side by side
+    assert {n for n in names if n.endswith(".png")} == {"heatmap-methods--color_strength-0.5.png",
+                                                         "heatmap-methods--color_strength-1.png"}
     table = pd.read_csv(tmp_path / "reports" / "two" / "heatmap.csv")
     assert set(table["mean"]) == {50.5, 51.0} and set(table["n"]) == {1}
 
@@ -229,20 +232,65 @@ def test_figure_shows_the_tables_means_and_masks_cells_without_a_result(fig5):
 
 
 def test_facets_share_one_colour_scale(tmp_path, monkeypatch):
-    """Two methods 30 points apart: both figures colour on the range of all cells, so equal colours mean equal numbers."""
+    """Two colour strengths 30 points apart (one method): a figure each, both coloured on the range of all cells,
+    so that equal colours mean equal numbers."""
     figures, draw = [], heatmap.draw_heatmap
     monkeypatch.setattr(heatmap, "draw_heatmap", lambda *args, **kw: figures.append(draw(*args, **kw)) or figures[-1])
-    values = {(method, ops[0], ops[-1]): pair_value(ops[0], ops[-1], 0, offset)
-              for method, offset in (("simclr", 0.0), ("supervised", 30.0)) for ops in ordered_pairs(["crop", "color"])}
-    write_results(tmp_path / "results", "m", [make_result(make_spec([a] if a == b else [a, b], 0, m), "m", v)
-                                               for (m, a, b), v in values.items()])
-    write_report(tmp_path / "results", "m", tmp_path / "reports", "heatmap")
+    values = {(strength, ops[0], ops[-1]): pair_value(ops[0], ops[-1], 0, offset)
+              for strength, offset in ((0.5, 0.0), (1.0, 30.0)) for ops in ordered_pairs(["crop", "color"])}
+    write_results(tmp_path / "results", "s", [make_result(make_spec([a] if a == b else [a, b], 0, strength=s), "s", v)
+                                               for (s, a, b), v in values.items()])
+    names = {p.name for p in write_report(tmp_path / "results", "s", tmp_path / "reports", "heatmap")}
+    assert {n for n in names if n.endswith(".png")} == {"heatmap--color_strength-0.5.png", "heatmap--color_strength-1.png"}
     assert len(figures) == 2
     for figure in figures:
         mesh = figure.axes[0].collections[0]
         assert (mesh.norm.vmin, mesh.norm.vmax) == pytest.approx((min(values.values()), max(values.values())))
     colorbars = [figure.axes[1].get_ylim() for figure in figures]
     assert colorbars[0] == pytest.approx(colorbars[1])
+
+
+def method_pair_values(methods):
+    """{(method, first, second): [value per seed 0, 1]}: each method 10 points above the one before."""
+    return {(method, ops[0], ops[-1]): [pair_value(ops[0], ops[-1], seed, 10.0 * index) for seed in (0, 1)]
+            for index, method in enumerate(methods) for ops in ordered_pairs(["crop", "color", "blur"])}
+
+
+def test_methods_are_panels_of_one_figure_on_one_colour_scale(tmp_path, monkeypatch):
+    """A pair grid of three methods: one figure, a panel per method titled by its label in the registry's order,
+    every panel's cells on the range of all methods' cells, one colour bar."""
+    figures, draw = [], heatmap.draw_method_heatmaps
+    monkeypatch.setattr(heatmap, "draw_method_heatmaps", lambda *a, **kw: figures.append(draw(*a, **kw)) or figures[-1])
+    expected = method_pair_values(["supervised", "byol", "simclr"])
+    write_results(tmp_path / "results", "m3", [make_result(make_spec([a] if a == b else [a, b], seed, m), "m3", v[seed])
+                                                for (m, a, b), v in expected.items() for seed in (0, 1)])
+    names = {p.name for p in write_report(tmp_path / "results", "m3", tmp_path / "reports", "heatmap")}
+    assert {n for n in names if n.endswith(".png")} == {"heatmap-methods.png"}
+    (figure,) = figures
+    panels = [axes for axes in figure.axes if axes.get_title()]
+    assert [axes.get_title() for axes in panels] == ["SimCLR", "BYOL", "Supervised"]
+    means = [statistics.mean(v) for v in expected.values()]
+    ops = ["crop", "color", "blur"]
+    for axes, method in zip(panels, ["simclr", "byol", "supervised"]):
+        mesh = axes.collections[0]
+        assert (mesh.norm.vmin, mesh.norm.vmax) == pytest.approx((min(means), max(means)))
+        drawn = np.ma.asarray(mesh.get_array()).reshape(3, 4)
+        texts = texts_by_cell(axes)
+        for i, first in enumerate(ops):
+            for j, second in enumerate(ops):
+                values = expected[(method, first, second)]
+                assert drawn[i, j] == pytest.approx(statistics.mean(values))
+                assert texts[(i, j)] == f"{statistics.mean(values):.1f}\n±{statistics.stdev(values):.1f}"
+    bars = [axes for axes in figure.axes if not axes.get_title() and axes.get_ylabel() == "linear top-1 (%)"]
+    assert len(bars) == 1 and bars[0].get_ylim() == pytest.approx((min(means), max(means)))
+    assert figure.get_suptitle().startswith("linear top-1 (%): 1st × 2nd transformation, by method (mean ± std over 2 seeds)")
+    markdown = (tmp_path / "reports" / "m3" / "heatmap.md").read_text()
+    assert markdown.index("## method=simclr") < markdown.index("## method=byol") < markdown.index("## method=supervised")
+
+
+def test_panel_layout_wraps_after_four():
+    assert [heatmap.panel_layout(n) for n in (1, 2, 3, 4, 5, 6, 7, 8)] == [
+        (1, 1), (1, 2), (1, 3), (1, 4), (2, 3), (2, 3), (2, 4), (2, 4)]
 
 
 def test_difference_figure_shows_b_minus_a_and_hatches_cells_in_one_grid_only():
@@ -260,3 +308,62 @@ def test_difference_figure_shows_b_minus_a_and_hatches_cells_in_one_grid_only():
     assert texts[(1, 0)] == "only A\n(ga)" and texts[(1, 1)] == "missing" and texts[(1, 2)] == "missing"
     mesh = axes.collections[0]
     assert (mesh.norm.vmin, mesh.norm.vmax) == (-5.0, 5.0)  # symmetric about 0, the largest |difference|
+
+
+# ------------------------------------------------------------------------------------------ collapse
+
+
+def collapse_pair_grid(root, diagnosed=True):
+    """crop, color, blur × seeds 0, 1; crop→blur seed 1 collapsed, with a value (5.0) far below every other cell."""
+    written, results = {}, []
+    for ops in ordered_pairs(["crop", "color", "blur"]):
+        for seed in (0, 1):
+            collapsed = (ops[0], ops[-1], seed) == ("crop", "blur", 1)
+            value = 5.0 if collapsed else pair_value(ops[0], ops[-1], seed)
+            written.setdefault((ops[0], ops[-1]), []).append(value)
+            result = make_result(make_spec(ops, seed), "col", value)
+            results.append(with_collapse(result, collapsed) if diagnosed else result)
+    write_results(root, "col", results)
+    return written
+
+
+def test_a_collapsed_cell_is_hatched_labelled_and_off_the_colour_scale(tmp_path):
+    written = collapse_pair_grid(tmp_path / "results")
+    axes = draw_heatmap(pair_table_of(tmp_path / "results", "col"), "title", "header").axes[0]
+    ops = ["crop", "color", "blur"]
+    drawn = np.ma.asarray(axes.collections[0].get_array()).reshape(3, 4)
+    texts = texts_by_cell(axes)
+    blur = ops.index("blur")
+    assert drawn.mask[0, blur] and texts[(0, blur)] == f"collapsed 1/2\n{statistics.mean(written[('crop', 'blur')]):.1f}"
+    hatched = {(int(p.get_y()), int(p.get_x())): p.get_hatch() for p in axes.patches if p.get_hatch()}
+    assert hatched == {(0, blur): ".."}  # and no other cell
+    assert sum("collapsed" in text for text in texts.values()) == 1
+    healthy = [statistics.mean(v) for key, v in written.items() if key != ("crop", "blur")]
+    mesh = axes.collections[0]
+    assert (mesh.norm.vmin, mesh.norm.vmax) == pytest.approx((min(healthy), max(healthy)))  # 5.0 stretches nothing
+    crop_row = [statistics.mean(written[("crop", second)]) for second in ops]
+    assert texts[(0, 3)] == f"{statistics.mean(crop_row):.1f}"  # the row mean still counts the collapsed cell's value
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend == ["collapsed (k of n runs; not on the colour scale)"]
+
+
+def test_collapsed_cell_in_heatmap_files_and_older_results_unmarked(tmp_path):
+    written = collapse_pair_grid(tmp_path / "results")
+    write_report(tmp_path / "results", "col", tmp_path / "reports", "heatmap")
+    out = tmp_path / "reports" / "col"
+    table = pd.read_csv(out / "heatmap.csv")
+    assert list(table.columns) == ["first", "second", "mean", "std", "n", "collapsed"]
+    assert table.loc[table["collapsed"] > 0, ["first", "second", "collapsed"]].values.tolist() == [["crop", "blur", 1]]
+    values = written[("crop", "blur")]
+    markdown = (out / "heatmap.md").read_text()
+    assert f"| {statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n=2, collapsed 1/2) |" in markdown
+    assert markdown.count("collapsed 1/2") == 1 and "collapsed k/n: k of the cell's n completed runs" in markdown
+    assert "collapsed" in (out / "heatmap.svg").read_text()
+
+    collapse_pair_grid(tmp_path / "old", diagnosed=False)
+    write_report(tmp_path / "old", "col", tmp_path / "old-reports", "heatmap")
+    assert list(pd.read_csv(tmp_path / "old-reports" / "col" / "heatmap.csv").columns) == ["first", "second", "mean", "std", "n"]
+    assert "collapsed" not in (tmp_path / "old-reports" / "col" / "heatmap.md").read_text()
+    axes = draw_heatmap(pair_table_of(tmp_path / "old", "col"), "title", "header").axes[0]
+    assert not [p for p in axes.patches if p.get_hatch()]  # the low cell is drawn as an ordinary cell
+    assert axes.collections[0].norm.vmin == pytest.approx(statistics.mean(values))

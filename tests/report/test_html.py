@@ -2,6 +2,7 @@
 rendered in headless Chromium where it is installed (CI installs Debian's `chromium`)."""
 
 import base64
+import html
 import re
 import shutil
 import statistics
@@ -87,3 +88,23 @@ def test_page_renders_in_headless_chromium(page, tmp_path):
     assert "— (2 failed)" in dom and "<table>" in dom
     print(f"chromium: screenshot {pixels.shape[1]}x{pixels.shape[0]}, {distinct_colours(pixels)} colours; "
           f"DOM {len(dom)} chars with the crop+color cell")
+
+
+def test_a_collapsed_cell_has_its_own_class_and_style(page, tmp_path):
+    """The page marks the cell of a collapsed run (class and style); a page without one has neither."""
+    from report_helpers import make_result, make_spec, ordered_pairs, pair_value, with_collapse, write_results
+
+    results, crop_color = [], []
+    for ops in ordered_pairs(["crop", "color"]):
+        for seed in (0, 1):
+            collapsed = ops == ["crop", "color"] and seed == 0
+            value = 9.0 if collapsed else pair_value(ops[0], ops[-1], seed)
+            crop_color += [value] if ops == ["crop", "color"] else []
+            results.append(with_collapse(make_result(make_spec(ops, seed), "c", value), collapsed))
+    write_results(tmp_path / "results", "c", results)
+    write_report(tmp_path / "results", "c", tmp_path / "reports", "all")
+    text = (tmp_path / "reports" / "c" / "index.html").read_text()
+    cell = f"{statistics.mean(crop_color):.1f} ± {statistics.stdev(crop_color):.1f} (n=2, collapsed 1/2)"
+    assert re.findall(r'<td class="collapsed">([^<]*)</td>', text) == [cell]
+    assert "td.collapsed {" in text and "collapsed k/n: k of the cell's n completed runs collapsed" in html.unescape(text)
+    assert "collapsed" not in page[0].read_text()  # the fixture's page: results without the diagnostic

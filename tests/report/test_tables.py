@@ -4,7 +4,7 @@ import statistics
 
 import pandas as pd
 import pytest
-from report_helpers import make_result, make_spec, run_id, write_results
+from report_helpers import make_result, make_spec, run_id, with_collapse, write_results
 
 from ablate.report.build import write_report
 from ablate.report.data import ReportError
@@ -173,19 +173,21 @@ def test_methods_are_named_and_ordered_by_the_registry_unknown_ones_last(tmp_pat
     from ablate.config.methods import METHOD_SPECS
 
     root = tmp_path / "results"
-    methods = ["byol", "supervised", "aaa", "simclr"]
+    methods = ["byol", "supervised", "zzz", "aaa", "simclr"]
     write_results(root, "m", [make_result(make_spec(["crop", "color"], 0, method, strength), "m", 50.0 + index)
                               for index, method in enumerate(methods) for strength in (0.5, 1.0)])
     write_report(root, "m", tmp_path / "reports", "table")
     markdown = (tmp_path / "reports" / "m" / "table1.md").read_text().splitlines()
     labels = [line.split("|")[1].strip() for line in markdown if line.startswith("| ") and "\\" not in line]
-    assert labels == [METHOD_SPECS["simclr"].label, METHOD_SPECS["supervised"].label, "aaa", "byol"]
-    assert labels[:2] == ["SimCLR", "Supervised"]
+    known = [METHOD_SPECS[name].label for name in ("simclr", "byol", "supervised")]
+    assert labels == known + ["aaa", "zzz"]
+    assert known == ["SimCLR", "BYOL", "Supervised"]
+    assert list(METHOD_SPECS).index("byol") < list(METHOD_SPECS).index("supervised")  # the registry's order, not the names'
     tex = (tmp_path / "reports" / "m" / "table1.tex").read_text()
-    assert [line.split(" & ")[0] for line in tex.splitlines() if " & $" in line] == ["SimCLR", "Supervised", "aaa", "byol"]
+    assert [line.split(" & ")[0] for line in tex.splitlines() if " & $" in line] == ["SimCLR", "BYOL", "Supervised", "aaa", "zzz"]
     write_report(root, "m", tmp_path / "reports", "table", rows="method", cols="augment.color_strength")
     pivot = pd.read_csv(tmp_path / "reports" / "m" / "pivot-method-by-augment.color_strength-linear_top1.csv")
-    assert list(dict.fromkeys(pivot["method"])) == ["SimCLR", "Supervised", "aaa", "byol"]
+    assert list(dict.fromkeys(pivot["method"])) == ["SimCLR", "BYOL", "Supervised", "aaa", "zzz"]
 
 
 def test_a_method_setting_is_a_facet_only_when_it_varies_within_a_method(tmp_path):
@@ -206,3 +208,53 @@ def test_a_method_setting_is_a_facet_only_when_it_varies_within_a_method(tmp_pat
     table = pd.read_csv(tmp_path / "reports" / "swept" / "table1.csv")
     assert dict(zip(table["method.temperature"], table["mean"])) == {0.1: 50.0, 0.5: 90.0}
     assert "(method.temperature=0.1)" in (tmp_path / "reports" / "swept" / "table1.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------ collapse
+
+
+def collapse_table_grid(root, diagnosed=True):
+    """SimCLR and supervised × strengths 0.5, 1 × seeds 0, 1; SimCLR at 0.5, seed 1 collapsed (its value 11.0).
+    diagnosed=False: the same numbers in results written before the collapse diagnostic (no record)."""
+    written, results = {}, []
+    for method in ("simclr", "supervised"):
+        for strength in (0.5, 1.0):
+            for seed in (0, 1):
+                collapsed = (method, strength, seed) == ("simclr", 0.5, 1)
+                value = 11.0 if collapsed else 60.0 + 10 * strength + seed + (15 if method == "supervised" else 0)
+                written.setdefault((method, strength), []).append(value)
+                result = make_result(make_spec(["crop", "color"], seed, method, strength), "col", value)
+                results.append(with_collapse(result, collapsed) if diagnosed else result)
+    write_results(root, "col", results)
+    return written
+
+
+def test_a_collapsed_run_marks_its_cell_in_markdown_latex_and_csv(tmp_path):
+    written = collapse_table_grid(tmp_path / "results")
+    write_report(tmp_path / "results", "col", tmp_path / "reports", "table")
+    out = tmp_path / "reports" / "col"
+    lines = (out / "table1.md").read_text().splitlines()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
+            for line in lines if line.startswith("| SimCLR") or line.startswith("| Supervised")}
+    half = written[("simclr", 0.5)]
+    assert rows["SimCLR"][0] == f"{statistics.mean(half):.1f} ± {statistics.stdev(half):.1f} (n=2, collapsed 1/2)"
+    assert [cell for row in rows.values() for cell in row if "collapsed" in cell] == [rows["SimCLR"][0]]
+    assert sum(line.startswith("collapsed k/n: k of the cell's n completed runs collapsed") for line in lines) == 1
+    tex = (out / "table1.tex").read_text()
+    assert tex.count("collapsed 1/2") == 1
+    assert f"${statistics.mean(half):.1f} \\pm {statistics.stdev(half):.1f}$ {{\\scriptsize (n=2, collapsed 1/2)}}" in tex
+    assert "collapsed k/n: k of the n runs collapsed" in tex  # the caption's legend
+    table = pd.read_csv(out / "table1.csv")
+    assert list(table.columns) == ["method", "color_distortion", "metric", "mean", "std", "n", "failed", "missing", "collapsed"]
+    marked = table[table["collapsed"] > 0]
+    assert marked[["method", "color_distortion", "collapsed"]].values.tolist() == [["SimCLR", "1/2", 1]]
+    assert marked["mean"].item() == pytest.approx(statistics.mean(half))  # the value is kept, only marked
+
+
+def test_results_without_the_diagnostic_are_not_marked(tmp_path):
+    collapse_table_grid(tmp_path / "results", diagnosed=False)
+    write_report(tmp_path / "results", "col", tmp_path / "reports", "table")
+    out = tmp_path / "reports" / "col"
+    for name in ("table1.md", "table1.tex", "table1.csv"):
+        assert "collapsed" not in (out / name).read_text(), name
+    assert list(pd.read_csv(out / "table1.csv").columns)[-1] == "missing"
