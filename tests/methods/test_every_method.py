@@ -108,3 +108,40 @@ def test_any_grid_runs_any_method_with_set(tmp_path):
     assert {run.spec.method.name for run in runs} == {"byol"}
     assert {run.spec.method.momentum_base for run in runs} == {0.9}
     assert runs[0].spec.method.proj_hidden_dim == METHOD_SPECS["byol"]().proj_hidden_dim  # the rest: its defaults
+
+
+COLLAPSE_GRID = """\
+name: collapse
+dataset: {name: shapes, train_size: 128, test_size: 40, image_size: 16}
+model: {arch: small_cnn}
+method: {name: simsiam, proj_hidden_dim: 64, proj_output_dim: 64, pred_hidden_dim: 16}
+train: {epochs: 25, batch_size: 32, lr: 1.0, optimizer: adamw, weight_decay: 0.0, warmup_epochs: 0}
+augment: {protocol: both_branches, ops: [crop, color]}
+eval: {linear_epochs: 5, knn_k: 5}
+grid:
+  method.predictor: [true, false]
+  augment.ops: [[crop, color]]
+  seed: [0]
+"""
+
+
+@pytest.mark.slow
+def test_a_forced_collapse_is_flagged_in_result_json_and_marked_in_the_report(tmp_path):
+    # SimSiam without its predictor collapses (paper §4.2; 100 steps here, see tests/methods/test_simsiam.py
+    # for the measured spreads); with it, it does not. Through the CLI, as a user would see it.
+    from cli_helpers import run_ablate as ablate
+
+    (tmp_path / "collapse.yaml").write_text(COLLAPSE_GRID)
+    assert ablate("run", "collapse.yaml", "--quiet", cwd=tmp_path).returncode == 0
+    flags = {}
+    for path in (tmp_path / "results" / "collapse").glob("*/result.json"):
+        result = json.loads(path.read_text())
+        flags[result["spec"]["method"]["predictor"]] = result["collapse"]
+    assert flags[False]["collapsed"] is True and flags[False]["std_ratio"] < 0.1
+    assert flags[True]["collapsed"] is False and flags[True]["std_ratio"] > 0.5
+    report = ablate("report", "--table", "--rows", "method.predictor", "--cols", "augment.ops", "--grid", "collapse.yaml", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    table = (tmp_path / "reports" / "collapse" / "pivot-method.predictor-by-augment.ops-linear_top1.md").read_text()
+    [no_predictor] = [line for line in table.splitlines() if line.startswith("| False |")]
+    [with_predictor] = [line for line in table.splitlines() if line.startswith("| True |")]
+    assert "collapsed 1/1" in no_predictor and "collapsed" not in with_predictor
