@@ -100,6 +100,15 @@ if len(summary) != 2 or any(r["status"] != "completed" for r in summary):
 PY
 
 unset ABLATE_DEVICE
+# Every method's step against SimCLR's on the device (bf16, channels_last, compiled once per method and branch).
+if [ "$DEVICE" = cuda ] && [ "$(elapsed)" -lt 220 ]; then
+  part "bench methods" 120 "$PY" benchmarks/bench_methods.py --device cuda --steps 8 --repeats 3 --out "$OUT/methods-h200.md"
+elif [ "$DEVICE" = cpu ]; then
+  part "bench methods" 120 "$PY" benchmarks/bench_methods.py --device cpu --batch 32 --steps 2 --repeats 1 --out "$OUT/methods-cpu-toy.md"
+else
+  echo "=== skipping the methods benchmark ($(elapsed) s used)"
+fi
+
 if [ "$DEVICE" = cuda ] && [ "$(elapsed)" -lt 270 ]; then
   part "bench train, views made ahead" 50 "$PY" benchmarks/bench_train.py --device cuda --ahead --out "$OUT/train-h200-ahead.md"
 else
