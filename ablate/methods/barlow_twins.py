@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 
 from ablate.config.methods import BarlowTwinsSpec
-from ablate.methods.base import Forward, Method, MethodContext
+from ablate.methods.base import MethodContext, ProjectionMethod
 from ablate.models.heads import mlp
 
 PROJECTOR_HIDDEN_LAYERS = 2  # the paper's projector: 3 linear layers in all
@@ -61,7 +61,7 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, off_diagonal_weight: f
     return scale * (invariance + off_diagonal_weight * redundancy)
 
 
-class BarlowTwins(Method):
+class BarlowTwins(ProjectionMethod):
     """Barlow Twins: the cross-correlation of two views' standardised projections is pushed to the identity.
 
     Trains on the unlabelled split; no target network, no negatives, no predictor.
@@ -87,8 +87,6 @@ class BarlowTwins(Method):
     """
 
     spec_class = BarlowTwinsSpec
-    pretrain_split = "pretrain"
-    views_per_image = 2
 
     def __init__(self, spec: BarlowTwinsSpec, context: MethodContext):
         super().__init__(spec, context)
@@ -96,21 +94,6 @@ class BarlowTwins(Method):
         self.off_diagonal_weight = spec.off_diagonal_weight
         self.scale_loss = spec.scale_loss
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """z = g(f(x)): the projections whose cross-correlation the loss takes (what torch.compile compiles)."""
-        return self.projector(self.encoder(images))
-
-    def embedding(self, features: torch.Tensor) -> torch.Tensor:
-        """z = g(h): what the loss compares (for the collapse diagnostic)."""
-        return self.projector(features)
-
-    def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The two views of every image, under the grid's protocol (labels are not used)."""
-        return self.views.pair(images, generator)
-
-    def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
-        """Barlow Twins' loss of the two views' projections (labels are not used)."""
-        view1, view2 = inputs
-        # float32: the network may have run in bf16 autocast, too coarse for D² correlations.
-        z1, z2 = (forward or self)(torch.cat([view1, view2])).float().chunk(2)
+    def projection_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """Barlow Twins' loss of the two views' projections (float32: D² correlations)."""
         return barlow_twins_loss(z1, z2, self.off_diagonal_weight, self.scale_loss)

@@ -121,3 +121,42 @@ class Method(nn.Module, ABC):
     def pretraining_data(self, data: DatasetSplits) -> ImageData:
         """The images (and labels) this method trains on."""
         return getattr(data, self.pretrain_split)
+
+
+class TwoViewMethod(Method):
+    """A self-supervised method: it compares two views of each unlabelled image (every method but the
+    supervised baseline). Its inputs are the grid's pair of views, under the grid's protocol."""
+
+    pretrain_split = "pretrain"
+    views_per_image = 2
+
+    def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """The two views of every image, under the grid's protocol (labels are not used)."""
+        return self.views.pair(images, generator)
+
+
+class ProjectionMethod(TwoViewMethod):
+    """Two views through the encoder f and a projector g, then one loss of the two projections
+    z1, z2 (Barlow Twins, VICReg): a subclass builds `self.projector` and writes `projection_loss`."""
+
+    projector: nn.Module
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """z = g(f(x)): the projections the loss compares (the part that `torch.compile` compiles)."""
+        return self.projector(self.encoder(images))
+
+    def embedding(self, features: torch.Tensor) -> torch.Tensor:
+        """z = g(h): what the loss compares (for the collapse diagnostic)."""
+        return self.projector(features)
+
+    def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
+        """`projection_loss` of the two views' projections (labels are not used)."""
+        view1, view2 = inputs
+        # One forward pass over both views (batch norm sees 2N images); float32 for the loss, also
+        # after bf16 autocast (too coarse for correlations of hundreds of dimensions).
+        z1, z2 = (forward or self)(torch.cat([view1, view2])).float().chunk(2)
+        return self.projection_loss(z1, z2)
+
+    @abstractmethod
+    def projection_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """The loss of the two views' projections (float32, N × d each)."""

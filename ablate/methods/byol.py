@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config.methods import BYOLSpec
-from ablate.methods.base import Forward, Method, MethodContext
+from ablate.methods.base import Forward, MethodContext, TwoViewMethod
 from ablate.methods.momentum import cosine_momentum, ema_update_, frozen_copy
 from ablate.models.heads import mlp
 
@@ -42,7 +42,7 @@ def normalised_mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return (2 - 2 * F.cosine_similarity(predictions, targets, dim=1)).mean()
 
 
-class BYOL(Method):
+class BYOL(TwoViewMethod):
     """BYOL: an online encoder + projector + predictor regresses an EMA target's projection of the other view.
 
     Trains on the unlabelled split (`DatasetSplits.pretrain`).
@@ -69,8 +69,6 @@ class BYOL(Method):
     """
 
     spec_class = BYOLSpec
-    pretrain_split = "pretrain"
-    views_per_image = 2
     target_branch = "target"
 
     def __init__(self, spec: BYOLSpec, context: MethodContext):
@@ -93,10 +91,6 @@ class BYOL(Method):
         """z = g_θ(h): the online projection (for the collapse diagnostic; the predictor's output is
         compared with the target's projection, which lives in the same space)."""
         return self.projector(features)
-
-    def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The two views of every image, under the grid's protocol (labels are not used)."""
-        return self.views.pair(images, generator)
 
     def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
         """L + L̃: each view's prediction against the target's projection of the other view."""

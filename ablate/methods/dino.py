@@ -57,7 +57,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from ablate.config.methods import DINOSpec
-from ablate.methods.base import Forward, Method, MethodContext
+from ablate.methods.base import Forward, MethodContext, TwoViewMethod
 from ablate.methods.momentum import cosine_momentum, ema_update_, frozen_copy
 from ablate.models.heads import mlp
 
@@ -126,7 +126,7 @@ def update_center_(center: torch.Tensor, teacher_logits: torch.Tensor, momentum:
     center.mul_(momentum).add_(batch_center, alpha=1.0 - momentum)
 
 
-class DINO(Method):
+class DINO(TwoViewMethod):
     """DINO: a student matches an EMA teacher's centred, sharpened distribution over prototypes.
 
     Trains on the unlabelled split (`DatasetSplits.pretrain`). Student = ``encoder`` + ``head``;
@@ -158,8 +158,6 @@ class DINO(Method):
     """
 
     spec_class = DINOSpec
-    pretrain_split = "pretrain"
-    views_per_image = 2
     target_branch = "teacher"
 
     spec: DINOSpec
@@ -192,10 +190,6 @@ class DINO(Method):
         hardly vary between images) and a uniform output (logits alike for every image).
         """
         return self.head(features)
-
-    def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The two views of every image, under the grid's protocol (labels are not used)."""
-        return self.views.pair(images, generator)
 
     def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
         """DINO's loss of the two views (labels are not used); in training mode, then moves the centre."""

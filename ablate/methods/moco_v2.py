@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config.methods import MoCoV2Spec
-from ablate.methods.base import Forward, Method, MethodContext
+from ablate.methods.base import Forward, MethodContext, TwoViewMethod
 from ablate.methods.momentum import cosine_momentum, ema_update_, frozen_copy
 from ablate.models.heads import mlp
 
@@ -62,7 +62,7 @@ def infonce_with_queue(queries: torch.Tensor, keys: torch.Tensor, queue: torch.T
     return F.cross_entropy(logits, labels)
 
 
-class MoCoV2(Method):
+class MoCoV2(TwoViewMethod):
     """MoCo v2: query encoder f + MLP head g, an EMA key encoder, a queue of negative keys, InfoNCE.
 
     Trains on the unlabelled split (`DatasetSplits.pretrain`). `queue` [K, d] holds ℓ2-normalised
@@ -88,8 +88,6 @@ class MoCoV2(Method):
     """
 
     spec_class = MoCoV2Spec
-    pretrain_split = "pretrain"
-    views_per_image = 2
     target_branch = "key"
 
     queue: torch.Tensor
@@ -117,10 +115,6 @@ class MoCoV2(Method):
     def embedding(self, features: torch.Tensor) -> torch.Tensor:
         """q = g(h): the query projection InfoNCE compares (for the collapse diagnostic)."""
         return self.head(features)
-
-    def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The two views of every image, under the grid's protocol (labels are not used)."""
-        return self.views.pair(images, generator)
 
     def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
         """Symmetrised InfoNCE of the two views against the queue, then the batch's keys enter the queue."""

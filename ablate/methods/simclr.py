@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config.methods import SimCLRSpec
-from ablate.methods.base import Forward, Method, MethodContext
+from ablate.methods.base import Forward, MethodContext, TwoViewMethod
 from ablate.models.heads import projection_head
 
 
@@ -27,7 +27,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(logits, positives)
 
 
-class SimCLR(Method):
+class SimCLR(TwoViewMethod):
     """SimCLR: two views of each image, encoder f, projection head g, NT-Xent between the projections.
 
     Trains on the unlabelled split (`DatasetSplits.pretrain`, e.g. STL-10's unlabeled images).
@@ -51,8 +51,6 @@ class SimCLR(Method):
     """
 
     spec_class = SimCLRSpec
-    pretrain_split = "pretrain"
-    views_per_image = 2
 
     def __init__(self, spec: SimCLRSpec, context: MethodContext):
         super().__init__(spec, context)
@@ -66,10 +64,6 @@ class SimCLR(Method):
     def embedding(self, features: torch.Tensor) -> torch.Tensor:
         """z = g(h): what NT-Xent compares (for the collapse diagnostic)."""
         return self.head(features)
-
-    def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The two views of every image, under the grid's protocol (labels are not used)."""
-        return self.views.pair(images, generator)
 
     def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
         """NT-Xent of the two views (labels are not used)."""

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.config.methods import SimSiamSpec
-from ablate.methods.base import Forward, Method, MethodContext
+from ablate.methods.base import Forward, MethodContext, TwoViewMethod
 from ablate.models.heads import mlp
 
 PROJECTOR_HIDDEN_LAYERS = 1  # the paper's CIFAR projector: 2 linear layers in all (module docstring)
@@ -61,7 +61,7 @@ def simsiam_loss(
     return negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
 
 
-class SimSiam(Method):
+class SimSiam(TwoViewMethod):
     """SimSiam: encoder + projector on both views, a predictor on each, negative cosine to the other view's
     stop-gradient projection (symmetrised). No negatives, no target network.
 
@@ -90,8 +90,6 @@ class SimSiam(Method):
     """
 
     spec_class = SimSiamSpec
-    pretrain_split = "pretrain"
-    views_per_image = 2
 
     def __init__(self, spec: SimSiamSpec, context: MethodContext):
         super().__init__(spec, context)
@@ -113,10 +111,6 @@ class SimSiam(Method):
     def embedding(self, features: torch.Tensor) -> torch.Tensor:
         """z = g(h): the projection the loss compares against (for the collapse diagnostic)."""
         return self.projector(features)
-
-    def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The two views of every image, under the grid's protocol (labels are not used)."""
-        return self.views.pair(images, generator)
 
     def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
         """Symmetrised negative cosine of each view's prediction to the other's projection (labels unused)."""

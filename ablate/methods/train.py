@@ -9,6 +9,11 @@ is nothing left for worker processes to do. What differs between methods is behi
 Every source of randomness (shuffling, augmentation parameters) comes from one torch.Generator
 seeded from the run spec, and its state is saved in the checkpoint, so a run that is interrupted
 and resumed takes exactly the same steps as one that is not.
+
+At the end of each epoch the loop records the learning rate of the epoch's last step and calls an
+optional epoch-end hook (`EpochEnd`): the online kNN monitor (`ablate.evaluate.monitor`) and the
+TensorBoard log (`ablate.log`) live there, outside the per-step path. Whatever the hook measures is
+kept in the training state, so it survives a resume like the losses do; its time is not training time.
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ class TrainState:
     train_seconds: float = 0.0
     images_seen: int = 0
     resumed_from_epoch: float | None = None
+    epoch_lrs: list[float] = field(default_factory=list)  # learning rate of each epoch's last step
+    measured: list[dict[str, float]] = field(default_factory=list)  # the epoch-end hook's values, with "epoch"
+    epoch_end_seconds: float = 0.0  # time spent in the epoch-end hook (not training time)
 
 
 @dataclass
@@ -75,6 +83,31 @@ class TrainOutcome:
     images_seen: int  # images drawn from the training set (each gives one view per branch)
     steps: int
     resumed_from_epoch: float | None
+    epoch_lrs: list[float] = field(default_factory=list)
+    measured: list[dict[str, float]] = field(default_factory=list)  # {"epoch": e, name: value, ...} per measuring epoch
+    epoch_end_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What the loop knows when an epoch ends, given to the epoch-end hook.
+
+    The hook may run the model (in eval mode, without gradients: `ablate.evaluate.features`), but
+    must leave its weights, buffers and training mode as they were and draw from no random
+    generator, so that a run gives the same weights and losses with or without it. It returns the
+    values it measured ({} when it measured nothing); the loop keeps them in the checkpointed state.
+    """
+
+    epoch: int  # the epoch just finished, counted from 1
+    epochs: int  # the run's epochs
+    global_step: int  # optimiser steps so far
+    loss: float  # the epoch's mean loss
+    lr: float  # the learning rate of the epoch's last step
+    train_seconds: float  # training time so far, earlier attempts of a resumed run included
+    model: Method
+
+
+EpochHook = Callable[[EpochEnd], dict[str, float]]
 
 
 @dataclass
@@ -271,6 +304,7 @@ def train(
     progress: Callable[[dict[str, Any]], None] | None = None,
     stop_after_steps: int | None = None,
     ahead: bool = False,
+    epoch_end: EpochHook | None = None,
 ) -> TrainOutcome:
     """Train the method `model` in place with `step` (inputs, then loss; usually `TrainStep.of(model, settings)`)
     on `data`; checkpoint into `run_folder`.
@@ -282,6 +316,7 @@ def train(
     the host's kernel launches, which the plain loop already overlaps with the GPU's work once
     nothing in the step syncs; it can pay for augmentations that sync the host.
     `stop_after_steps` ends the loop early after saving a checkpoint (used to test resume).
+    `epoch_end` is called once an epoch's loss and learning rate are recorded, before its checkpoint.
     """
     device = settings.device
     images = data.images.to(device)  # the whole training set, uint8, on the device: no DataLoader
@@ -348,6 +383,9 @@ def train(
                     save(batches.generator_state())
                 raise InterruptedForTest(state.global_step)
         state.epoch_losses.append(float(running) / steps_per_epoch)
+        state.epoch_lrs.append(last_step_lr(schedule, state.global_step))
+        if epoch_end is not None:
+            run_epoch_end(epoch_end, state, spec.train.epochs, model)
         state.epoch += 1
         state.step_in_epoch = 0
         state.loss_sum = 0.0
@@ -356,4 +394,22 @@ def train(
             save_checkpoint(checkpoint, model, optimizer, schedule, generator.get_state(), state)
             last_save = time.monotonic()
 
-    return TrainOutcome(state.epoch_losses, state.train_seconds, state.images_seen, state.global_step, state.resumed_from_epoch)
+    return TrainOutcome(state.epoch_losses, state.train_seconds, state.images_seen, state.global_step, state.resumed_from_epoch,
+                        state.epoch_lrs, state.measured, state.epoch_end_seconds)
+
+
+def last_step_lr(schedule: torch.optim.lr_scheduler.LambdaLR, global_step: int) -> float:
+    """The learning rate the schedule gave optimiser step `global_step` (counted from 1) of the first
+    parameter group: every group shares it. The optimiser's own value is already the next step's."""
+    return schedule.base_lrs[0] * schedule.lr_lambdas[0](global_step - 1)
+
+
+def run_epoch_end(hook: EpochHook, state: TrainState, epochs: int, model: Method) -> None:
+    """Call the hook for the epoch that just ended (state.epoch, counted from 0); keep what it measured and its time."""
+    started = time.perf_counter()
+    end = EpochEnd(epoch=state.epoch + 1, epochs=epochs, global_step=state.global_step, loss=state.epoch_losses[-1],
+                   lr=state.epoch_lrs[-1], train_seconds=state.train_seconds, model=model)
+    measured = hook(end)
+    if measured:
+        state.measured.append({"epoch": end.epoch, **measured})
+    state.epoch_end_seconds += time.perf_counter() - started

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config.methods import VICRegSpec
-from ablate.methods.base import Forward, Method, MethodContext
+from ablate.methods.base import MethodContext, ProjectionMethod
 from ablate.models.heads import mlp
 
 PROJECTOR_HIDDEN_LAYERS = 2  # the paper's expander: 3 linear layers in all
@@ -78,7 +78,7 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, invariance_weight: float, va
     return invariance_weight * invariance + variance_weight * variance + covariance_weight * covariance
 
 
-class VICReg(Method):
+class VICReg(ProjectionMethod):
     """VICReg: invariance (MSE), variance (std hinge) and covariance (off-diagonal) terms on two views'
     projections. Trains on the unlabelled split; no target network, no negatives, no predictor.
 
@@ -103,28 +103,12 @@ class VICReg(Method):
     """
 
     spec_class = VICRegSpec
-    pretrain_split = "pretrain"
-    views_per_image = 2
 
     def __init__(self, spec: VICRegSpec, context: MethodContext):
         super().__init__(spec, context)
         self.projector = mlp(self.encoder.feature_dim, spec.proj_hidden_dim, spec.proj_output_dim, hidden_layers=PROJECTOR_HIDDEN_LAYERS)
         self.weights = (spec.invariance_weight, spec.variance_weight, spec.covariance_weight)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """z = g(f(x)): the projections the three terms are taken on (what torch.compile compiles)."""
-        return self.projector(self.encoder(images))
-
-    def embedding(self, features: torch.Tensor) -> torch.Tensor:
-        """z = g(h): what the loss compares (for the collapse diagnostic)."""
-        return self.projector(features)
-
-    def make_inputs(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The two views of every image, under the grid's protocol (labels are not used)."""
-        return self.views.pair(images, generator)
-
-    def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
-        """λ·invariance + μ·variance + ν·covariance of the two views' projections (labels are not used)."""
-        view1, view2 = inputs
-        z1, z2 = (forward or self)(torch.cat([view1, view2])).float().chunk(2)  # float32, also after bf16 autocast
+    def projection_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """λ·invariance + μ·variance + ν·covariance of the two views' projections."""
         return vicreg_loss(z1, z2, *self.weights)
