@@ -15,7 +15,8 @@ import torch
 from ablate.config import RunSpec, load_grid
 from ablate.config.methods import METHOD_SPECS
 from ablate.config.specs import OPERATORS
-from ablate.methods.train import InterruptedForTest, device_settings
+from ablate.data import load_dataset
+from ablate.methods.train import CHECKPOINT_FILE, InterruptedForTest, device_settings, train
 from ablate.plan import plan_grid
 from ablate.run import build_trainable, run_and_store, seed_everything
 
@@ -99,6 +100,33 @@ def test_an_interrupted_run_resumes_to_the_same_result(name, tmp_path):
     for metric in ("linear_top1", "knn_top1", "final_loss"):
         assert resumed["metrics"][metric] == straight["metrics"][metric], metric
     assert resumed["collapse"] == straight["collapse"]
+
+
+def trained(spec: RunSpec, folder, stop_after_steps: int | None = None):
+    """A fresh method built as a run builds it (seeded, channels_last), trained on `spec` with checkpoints in `folder`."""
+    seed_everything(spec.seed)
+    settings = device_settings(spec, CPU)
+    model, step = build_trainable(spec, 10, settings)
+    outcome = train(model, step, model.pretraining_data(load_dataset(spec.dataset)), spec, settings, folder,
+                    stop_after_steps=stop_after_steps)
+    return model, outcome
+
+
+@pytest.mark.parametrize("name", SELF_SUPERVISED)
+def test_a_resumed_method_is_bit_identical_to_an_uninterrupted_one(name, tmp_path):
+    # Every tensor of the method's state (targets, queues, centres, temperatures are buffers or
+    # parameters) and every epoch loss, after a kill in the middle of the first epoch.
+    spec = tiny_spec(name)
+    reference, reference_outcome = trained(spec, tmp_path / "straight")
+    with pytest.raises(InterruptedForTest):
+        trained(spec, tmp_path / "resumed", stop_after_steps=3)
+    assert (tmp_path / "resumed" / CHECKPOINT_FILE).exists()
+    resumed, outcome = trained(spec, tmp_path / "resumed")
+    assert outcome.resumed_from_epoch == pytest.approx(3 / 4)
+    assert outcome.epoch_losses == reference_outcome.epoch_losses  # exact floats
+    state, reference_state = resumed.state_dict(), reference.state_dict()
+    assert state.keys() == reference_state.keys()
+    assert [key for key in state if not torch.equal(state[key], reference_state[key])] == []
 
 
 def test_any_grid_runs_any_method_with_set(tmp_path):

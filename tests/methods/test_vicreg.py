@@ -9,11 +9,9 @@ import pytest
 import torch
 
 from ablate.augment import ViewMaker
-from ablate.config import AugmentSpec, ModelSpec, RunSpec
+from ablate.config import AugmentSpec, ModelSpec
 from ablate.config.methods import VICRegSpec
-from ablate.data import load_dataset
 from ablate.methods.base import MethodContext
-from ablate.methods.train import CHECKPOINT_FILE, InterruptedForTest, TrainStep, device_settings, train
 from ablate.methods.vicreg import VICReg, covariance_term, invariance_term, variance_term, vicreg_loss, vicreg_terms
 from ablate.models import build_encoder
 from ablate.run import seed_everything
@@ -144,44 +142,3 @@ def test_the_method_uses_its_specs_weights():
     z1, z2 = method(torch.cat(pair)).chunk(2)  # train mode: the same batch statistics as inside the loss
     expected = 3.0 * reference_invariance(z1.detach(), z2.detach())
     assert method.loss(pair, torch.zeros(8, dtype=torch.long)).item() == pytest.approx(expected, rel=1e-5)
-
-
-# ----------------------------------------------------------------------------- resume
-
-
-def run_spec() -> RunSpec:
-    """128 shapes images of 16 px, batch 16: 8 steps an epoch, 2 epochs, LARS as the recipe."""
-    return RunSpec.model_validate({
-        "dataset": {"name": "shapes", "train_size": 128, "test_size": 40, "image_size": 16},
-        "model": {"arch": "small_cnn"},
-        "method": {"name": "vicreg", **SMALL_HEAD},
-        "train": {"epochs": 2, "batch_size": 16, "lr": 0.3, "weight_decay": 1e-4, "warmup_epochs": 0.5},
-        "augment": {"protocol": "both_branches", "ops": ["crop", "color"]},
-        "seed": 0,
-    })
-
-
-def trained(spec: RunSpec, folder, stop_after_steps: int | None = None):
-    """A fresh method built as `ablate.run.build_method` does (seeded, channels_last), trained on `spec`."""
-    seed_everything(spec.seed)
-    encoder = build_encoder(spec.model, spec.dataset.image_size)
-    method = VICReg(spec.method, MethodContext(encoder, ViewMaker(spec.augment), spec.model, num_classes=10))
-    method.to(memory_format=torch.channels_last)
-    settings = device_settings(spec, CPU)
-    data = load_dataset(spec.dataset).pretrain
-    return method, train(method, TrainStep.of(method, settings), data, spec, settings, folder, stop_after_steps=stop_after_steps)
-
-
-def test_interrupted_run_resumes_to_the_same_numbers(tmp_path):
-    spec = run_spec()
-    reference, reference_outcome = trained(spec, tmp_path / "straight")
-    with pytest.raises(InterruptedForTest):
-        trained(spec, tmp_path / "resumed", stop_after_steps=5)  # mid-epoch
-    assert (tmp_path / "resumed" / CHECKPOINT_FILE).exists()
-    resumed, outcome = trained(spec, tmp_path / "resumed")
-    assert outcome.resumed_from_epoch == pytest.approx(5 / 8)
-    assert outcome.epoch_losses == reference_outcome.epoch_losses  # exact floats
-    assert all(math.isfinite(loss) and loss > 0 for loss in outcome.epoch_losses)
-    state, reference_state = resumed.state_dict(), reference.state_dict()
-    assert state.keys() == reference_state.keys()
-    assert [name for name in state if not torch.equal(state[name], reference_state[name])] == []
