@@ -174,7 +174,9 @@ def test_grid_runs_as_job_array_and_a_second_submission_submits_nothing(tmp_path
 
 
 def test_time_out_signal_requeues_the_job_and_it_resumes_from_its_checkpoint(tmp_path, say):
-    grid, planned = write_grid(tmp_path, "requeue", "  train.epochs: [60, 1]")
+    # MoCo v2: a method whose checkpoint holds more than weights (key encoder, queue and its pointer).
+    moco = "{name: moco_v2, queue_size: 256, proj_hidden_dim: 64, proj_output_dim: 32}"
+    grid, planned = write_grid(tmp_path, "requeue", f"  train.epochs: [60, 1]\n  method: [{moco}]")
     long_run = next(r for r in planned if r.spec.train.epochs == 60)
     submit = ablate(tmp_path, "run", grid.name, "--executor", "slurm", "--no-wait")
     assert submit.returncode == 0 and "submitted 2 runs" in submit.stdout and "not waiting" in submit.stdout, submit.stdout + submit.stderr
@@ -197,12 +199,13 @@ def test_time_out_signal_requeues_the_job_and_it_resumes_from_its_checkpoint(tmp
 
     result = results_of(tmp_path, "requeue")[long_run.run_id]
     assert result["status"] == "completed" and len(result["curves"]["epoch_loss"]) == 60
+    assert result["spec"]["method"]["name"] == "moco_v2"
     assert result["resumed_from_epoch"] is not None and 0 < result["resumed_from_epoch"] < 60
     records = sacct_records(job_id)
     log = log.read_text()
     assert ("REQUEUED" in {state for _, state in records}) or "Requeued job" in log, (records, log[-2000:])
     assert "requeueing, the next attempt resumes from" in log and "(restart 1)" in log
-    say(f"requeued job {job_id} (sacct: {' -> '.join(state for _, state in records)}); run {long_run.run_id} finished "
+    say(f"requeued job {job_id} (sacct: {' -> '.join(state for _, state in records)}); MoCo v2 run {long_run.run_id} finished "
         f"from its checkpoint at epoch {result['resumed_from_epoch']:.2f} of 60, {time.monotonic() - signalled:.0f}s after the signal")
 
 
