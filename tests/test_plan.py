@@ -60,3 +60,57 @@ def test_section_axis_merges_several_fields_per_value():
     assert first.spec.augment.color_strength == 0.5 and first.spec.augment.ops == ["crop", "color"]
     assert second.spec.augment.ops == ["crop", "color", "blur"] and second.spec.augment.color_strength == 1.0
     assert first.spec.augment.protocol == second.spec.augment.protocol == "both_branches"
+
+
+def plan_by_copying_everything(grid: GridSpec) -> list[tuple[str, dict]]:
+    """The plan as it was made before runs shared the base's unchanged parts: a deep copy of the whole base
+    per run, each axis set into it (the reference of the test below)."""
+    import copy
+    import itertools
+
+    from ablate.config import set_path
+    from ablate.plan import axis_values, ops_of_pair
+
+    axes = axis_values(grid)
+    planned = []
+    for combination in itertools.product(*axes.values()):
+        data = copy.deepcopy(grid.base_spec())
+        for axis, value in zip(axes, combination):
+            set_path(data, "augment.ops" if axis == "pair" else axis, ops_of_pair(value) if axis == "pair" else copy.deepcopy(value))
+        spec = RunSpec.model_validate(data)
+        planned.append((run_id_of(spec), spec.model_dump(mode="json")))
+    return planned
+
+
+def test_runs_share_nothing_they_could_change_and_leave_the_base_alone():
+    grid = GridSpec(name="g", augment={"protocol": "one_branch", "crop_scale": [0.25, 1.0]},
+                    grid={"pair": ["crop", "color"], "seed": [0, 1], "train.lr": [0.5, 1.0],
+                          "augment": [{"color_strength": 0.5}, {"blur_p": 0.1}],
+                          "method": ["simclr", {"name": "byol", "momentum_base": 0.995}], "dataset.train_size": [64]})
+    base = grid.base_spec()
+    runs = plan_grid(grid)
+    assert grid.base_spec() == base
+    assert [(r.run_id, r.spec.model_dump(mode="json")) for r in runs] == plan_by_copying_everything(grid)
+    assert len(runs) == 4 * 2 * 2 * 2 * 2
+    byol = [r for r in runs if r.spec.method.name == "byol"]
+    assert {r.spec.method.momentum_base for r in byol} == {0.995} and {r.spec.augment.crop_scale for r in runs} == {(0.25, 1.0)}
+    ops_lists = [r.spec.augment.ops for r in runs]
+    assert len({id(ops) for ops in ops_lists}) == len(runs)  # each run its own list: changing one changes no other
+    runs[0].spec.augment.ops.append("blur")
+    assert [r.spec.augment.ops for r in plan_grid(grid)][0] == ["crop"] and runs[1].spec.augment.ops == ["crop"]
+
+
+def test_a_runs_data_copies_only_the_mappings_its_axes_write_into():
+    import copy
+
+    from ablate.plan import run_data
+
+    base = GridSpec(name="g").base_spec()
+    snapshot = copy.deepcopy(base)
+    data = run_data(base, {"pair": ("crop", "color"), "train.lr": 2.0, "method.temperature": 0.1, "seed": 4,
+                           "model": {"width": 2}})
+    assert base == snapshot  # nothing written into the base, at any depth
+    assert data["augment"]["ops"] == ["crop", "color"] and data["train"]["lr"] == 2.0 and data["seed"] == 4
+    assert data["method"] == {**base["method"], "temperature": 0.1} and data["model"] == {**base["model"], "width": 2}
+    assert data["augment"] is not base["augment"] and data["train"] is not base["train"]
+    assert data["dataset"] is base["dataset"] and data["eval"] is base["eval"]  # untouched sections are shared, read-only
