@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,14 @@ from ablate.evaluate.collapse import collapse_record, method_embeddings
 from ablate.evaluate.features import extract_features
 from ablate.evaluate.knn import knn_accuracy
 from ablate.evaluate.linear import label_subset, train_linear_probe
+from ablate.evaluate.monitor import KnnMonitor, build_monitor
+from ablate.log import TensorBoardLog, chosen_logs, run_logs, with_step_losses
 from ablate.methods import METHODS, Method, MethodContext, ProbeFeatures
 from ablate.methods.train import (
     CHECKPOINT_FILE,
     DeviceSettings,
+    EpochEnd,
+    EpochHook,
     InterruptedForTest,
     TrainOutcome,
     TrainStep,
@@ -201,14 +205,47 @@ def speed_metrics(outcome: TrainOutcome, views_per_image: int, encoder: torch.nn
     }
 
 
+def monitor_for(spec: RunSpec, data: DatasetSplits, model: Method, settings: DeviceSettings) -> KnnMonitor | None:
+    """The online kNN monitor ABLATE_MONITOR_EVERY asks for (ablate.evaluate.monitor), or None when it is off."""
+    batch_size = spec.train.batch_size
+    images_per_epoch = len(model.pretraining_data(data)) // batch_size * batch_size
+    return build_monitor(spec, data, images_per_epoch, model.views_per_image, load_settings().monitor_every,
+                         settings.device, bf16=settings.autocast_bf16, channels_last=settings.channels_last)
+
+
+def epoch_hook(monitor: KnnMonitor | None, log: TensorBoardLog | None) -> EpochHook | None:
+    """The training loop's epoch-end hook: the monitor's measurement when due, then the epoch's scalars to the log."""
+    if monitor is None and log is None:
+        return None
+
+    def at_epoch_end(end: EpochEnd) -> dict[str, float]:
+        measured = {"knn_top1": monitor.measure(end.model.encoder)} if monitor is not None and monitor.due(end.epoch) else {}
+        if log is not None:
+            log.epoch(end, measured)
+        return measured
+
+    return at_epoch_end
+
+
+def training_curves(outcome: TrainOutcome) -> dict[str, list[float] | list[int]]:
+    """result.json's curves: loss and learning rate per epoch, and the monitor's kNN top-1 at the epochs it measured."""
+    curves: dict[str, list[float] | list[int]] = {"epoch_loss": outcome.epoch_losses, "lr": outcome.epoch_lrs}
+    knn = [values for values in outcome.measured if "knn_top1" in values]
+    if knn:
+        curves["monitor_epochs"] = [int(values["epoch"]) for values in knn]
+        curves["monitor_knn_top1"] = [values["knn_top1"] for values in knn]
+    return curves
+
+
 def execute_run(
     spec: RunSpec, run_folder: Path | None = None, progress: Progress | None = None, device: torch.device | None = None,
-    **train_options,
+    logs: Sequence[str] = (), **train_options,
 ) -> dict[str, Any]:
     """Train and evaluate one spec on `device` (default: pick_device()); returns metrics, timings and
     training curves (raises on failure).
 
-    `train_options` go to `ablate.methods.train.train` (``stop_after_steps`` for resume tests).
+    `logs` are the live logs to write under `run_folder` (ablate.log: "tensorboard"). `train_options`
+    go to `ablate.methods.train.train` (``stop_after_steps`` for resume tests).
     """
     device = device or pick_device()
     settings: DeviceSettings = device_settings(spec, device)
@@ -218,7 +255,10 @@ def execute_run(
     data_seconds = time.perf_counter() - clock
 
     model, step_loss = build_trainable(spec, len(data.classes), settings)
-    outcome = train(model, step_loss, model.pretraining_data(data), spec, settings, run_folder, progress, **train_options)
+    monitor = monitor_for(spec, data, model, settings)
+    with run_logs(logs, run_folder) as log:
+        outcome = train(model, step_loss, model.pretraining_data(data), spec, settings, run_folder,
+                        with_step_losses(progress, log), epoch_end=epoch_hook(monitor, log), **train_options)
 
     clock = time.perf_counter()
     evaluation = evaluate(model, data, spec, settings)
@@ -228,8 +268,10 @@ def execute_run(
     metrics.update(speed_metrics(outcome, model.views_per_image, model.encoder, spec, device))
     return {
         "metrics": metrics,
-        "curves": {"epoch_loss": outcome.epoch_losses},
-        "timings": {"data": data_seconds, "train": outcome.train_seconds, "eval": eval_seconds},
+        "curves": training_curves(outcome),
+        # "monitor": seconds in the epoch-end hook (kNN monitor, TensorBoard log), not counted in "train"
+        "timings": {"data": data_seconds, "train": outcome.train_seconds, "eval": eval_seconds,
+                    **({"monitor": outcome.epoch_end_seconds} if monitor is not None or logs else {})},
         "resumed_from_epoch": outcome.resumed_from_epoch,
         "fast_path": {"bf16": settings.autocast_bf16, "channels_last": settings.channels_last, "compile": settings.compile},
         "collapse": evaluation.collapse,
@@ -246,9 +288,12 @@ def error_record(error: BaseException) -> dict[str, str]:
 
 def run_and_store(
     spec: RunSpec, grid: str, run_id: str, run_folder: Path, axes: dict[str, Any] | None = None,
-    progress: Progress | None = None, **train_options,
+    progress: Progress | None = None, logs: Sequence[str] | None = None, **train_options,
 ) -> dict[str, Any]:
     """Run one spec and write its result.json (completed or failed) atomically; return the result.
+
+    `logs`: the live logs to write (ablate.log); None takes those chosen for this process
+    (`ablate.log.logging_to`, which is how `ablate run --log` reaches the runs of every executor).
 
     A NaN loss, a missing file, an out-of-memory error... end as ``status: failed`` with the error's
     type and message. An interruption (Ctrl-C, a kill, `InterruptedForTest`) writes no result: the
@@ -271,7 +316,8 @@ def run_and_store(
         device = pick_device()
         if device.type == "cpu":
             keep_freed_memory()  # faster CPU steps: no page faults on batch-sized tensors (see the module)
-        outcome = execute_run(spec, run_folder, progress, device=device, **train_options)
+        outcome = execute_run(spec, run_folder, progress, device=device,
+                              logs=chosen_logs() if logs is None else logs, **train_options)
         result.update(outcome)
         result["status"] = "completed"
     except InterruptedForTest:

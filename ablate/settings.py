@@ -15,6 +15,7 @@ imports torch: checking whether a named CUDA device exists is left to the code t
 | ABLATE_SLURM_GRACE_S | seconds a finished SLURM job may take to show its result.json | 30 |
 | ABLATE_COMPILE_COLOR | `1`: colour distortion through torch.compile (`ablate.augment.compiled`) | `0` |
 | ABLATE_KEEP_FREED_MEMORY | `0`: leave glibc's allocator as it is on CPU runs (`ablate.cpu_memory`) | `1` |
+| ABLATE_MONITOR_EVERY | epochs between online kNN measurements (`ablate.evaluate.monitor`); `0`: off | `auto` |
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Settings(BaseModel):
     slurm_grace_s: float = 30.0
     compile_color: bool = False
     keep_freed_memory: bool = True
+    monitor_every: int | None = None  # None: auto (ablate.evaluate.monitor.auto_interval); 0: off
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -96,6 +98,16 @@ def _grace(env: Mapping[str, str]) -> float:
     return value
 
 
+def _monitor_every(env: Mapping[str, str]) -> int | None:
+    """Epochs between the kNN monitor's measurements: None for auto, 0 for off."""
+    value = _text(env, "ABLATE_MONITOR_EVERY")
+    if value is None or value == "auto":
+        return None
+    if not re.fullmatch(r"[0-9]+", value):  # also refuses signs, fractions, spaces inside and non-ASCII digits
+        raise SettingsError(f"ABLATE_MONITOR_EVERY is {value!r}; expected auto, 0 (off) or a whole number of epochs")
+    return int(value)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """The ABLATE_* variables of `env` (default: this process's environment), validated."""
     env = os.environ if env is None else env
@@ -109,4 +121,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         slurm_grace_s=_grace(env),
         compile_color=_switch(env, "ABLATE_COMPILE_COLOR", False, "compile the colour distortion"),
         keep_freed_memory=_switch(env, "ABLATE_KEEP_FREED_MEMORY", True, "keep freed memory in CPU runs"),
+        monitor_every=_monitor_every(env),
     )

@@ -185,3 +185,20 @@ def test_json_schema_describes_the_version_and_the_open_parts():
     metrics = schema["$defs"]["Metrics"]
     assert metrics["additionalProperties"] == {"anyOf": [{"type": "number"}, {"type": "null"}]}
     assert schema["$defs"]["ErrorRecord"]["additionalProperties"] is False
+
+
+def test_numbers_are_kept_as_written_and_bools_and_strings_are_no_numbers():
+    """Number (metrics a method adds, extra timings, curves) is checked inside pydantic-core: an int stays an
+    int, a float a float, whatever their size; True, "1.5" and null are refused with the same message."""
+    numbers = [1, 2.5, 2**70, -0.0, 1e-300]
+    result = parse_result({"schema_version": 2, "run_id": "r", "status": "completed", "metrics": {"mine": 7, "other": 7.0},
+                           "timings": {"upload": 3}, "curves": {"epoch_loss": numbers, "my_curve": [4]}}).to_json_dict()
+    assert repr(result["curves"]) == repr({"epoch_loss": numbers, "my_curve": [4]})
+    assert repr(result["metrics"]) == repr({"mine": 7, "other": 7.0}) and repr(result["timings"]) == repr({"upload": 3})
+    for change, where, shown in [({"curves": {"epoch_loss": [1.0, True]}}, "curves.epoch_loss[1]", "True"),
+                                 ({"curves": {"my_curve": ["1.5"]}}, "curves.my_curve[0]", "'1.5'"),
+                                 ({"metrics": {"mine": False}}, "metrics.mine", "False"),
+                                 ({"timings": {"upload": "3"}}, "timings.upload", "'3'")]:
+        with pytest.raises(ResultProblem) as caught:
+            parse_result({"schema_version": 2, "run_id": "r", "status": "completed", **change})
+        assert str(caught.value) == f"{where}: got {shown}; input should be a valid number"

@@ -1,4 +1,8 @@
-"""Local executor: runs one after another in this process, or N at once in joblib worker processes."""
+"""Local executor: runs one after another in this process, or N at once in joblib worker processes.
+
+The live logs chosen for the runs (`ablate run --log`, `ablate.log.logging_to`) hold for this
+process; each worker is handed them with its run, as a worker process does not share the choice.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ablate.execute.base import Check, Executor, Say, Started, Summary
 from ablate.execute.claim import run_claimed
+from ablate.log import chosen_logs, logging_to
 from ablate.plan import PlannedRun
 
 
@@ -34,8 +39,10 @@ def _run_with_bar(run: PlannedRun, grid: str, results_root: Path, show: bool, re
         bar.close()
 
 
-def _run_quietly(run: PlannedRun, grid: str, results_root: Path, retry_failed: bool) -> dict[str, Any] | None:
-    return run_claimed(run, grid, results_root, retry_failed)
+def _run_quietly(run: PlannedRun, grid: str, results_root: Path, retry_failed: bool,
+                 logs: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    with logging_to(logs):  # in a worker process: the logs the parent chose
+        return run_claimed(run, grid, results_root, retry_failed)
 
 
 def run_local(
@@ -56,7 +63,8 @@ def run_local(
             outer.update(1)
     else:
         # Worker processes, each with its own torch threads: runs are independent and write their own files.
-        tasks = (delayed(_run_quietly)(run, grid, results_root, retry_failed) for run in todo)
+        logs = chosen_logs()
+        tasks = (delayed(_run_quietly)(run, grid, results_root, retry_failed, logs) for run in todo)
         for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
             _count(summary, result)
             outer.set_postfix(done=summary.completed, failed=len(summary.failed))

@@ -10,10 +10,11 @@ Every source of randomness (shuffling, augmentation parameters) comes from one t
 seeded from the run spec, and its state is saved in the checkpoint, so a run that is interrupted
 and resumed takes exactly the same steps as one that is not.
 
-At the end of each epoch the loop records the learning rate of the epoch's last step and calls an
-optional epoch-end hook (`EpochEnd`): the online kNN monitor (`ablate.evaluate.monitor`) and the
-TensorBoard log (`ablate.log`) live there, outside the per-step path. Whatever the hook measures is
-kept in the training state, so it survives a resume like the losses do; its time is not training time.
+At the end of each epoch the loop calls an optional epoch-end hook (`EpochEnd`: the epoch's loss and
+the learning rate of its last step, among others): the online kNN monitor (`ablate.evaluate.monitor`)
+and the TensorBoard log (`ablate.log`) live there, outside the per-step path. Whatever the hook
+measures is kept in the training state, so it survives a resume like the losses do; its time is not
+training time. The outcome lists each epoch's learning rate (that of its last step) beside its loss.
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ class TrainState:
     train_seconds: float = 0.0
     images_seen: int = 0
     resumed_from_epoch: float | None = None
-    epoch_lrs: list[float] = field(default_factory=list)  # learning rate of each epoch's last step
     measured: list[dict[str, float]] = field(default_factory=list)  # the epoch-end hook's values, with "epoch"
     epoch_end_seconds: float = 0.0  # time spent in the epoch-end hook (not training time)
 
@@ -383,9 +383,8 @@ def train(
                     save(batches.generator_state())
                 raise InterruptedForTest(state.global_step)
         state.epoch_losses.append(float(running) / steps_per_epoch)
-        state.epoch_lrs.append(last_step_lr(schedule, state.global_step))
         if epoch_end is not None:
-            run_epoch_end(epoch_end, state, spec.train.epochs, model)
+            run_epoch_end(epoch_end, state, spec.train.epochs, last_step_lr(schedule, state.global_step), model)
         state.epoch += 1
         state.step_in_epoch = 0
         state.loss_sum = 0.0
@@ -394,8 +393,10 @@ def train(
             save_checkpoint(checkpoint, model, optimizer, schedule, generator.get_state(), state)
             last_save = time.monotonic()
 
+    # Each epoch's lr follows from the schedule alone: nothing to checkpoint, and right after any resume.
+    epoch_lrs = [last_step_lr(schedule, epoch * steps_per_epoch) for epoch in range(1, state.epoch + 1)]
     return TrainOutcome(state.epoch_losses, state.train_seconds, state.images_seen, state.global_step, state.resumed_from_epoch,
-                        state.epoch_lrs, state.measured, state.epoch_end_seconds)
+                        epoch_lrs, state.measured, state.epoch_end_seconds)
 
 
 def last_step_lr(schedule: torch.optim.lr_scheduler.LambdaLR, global_step: int) -> float:
@@ -404,11 +405,12 @@ def last_step_lr(schedule: torch.optim.lr_scheduler.LambdaLR, global_step: int) 
     return schedule.base_lrs[0] * schedule.lr_lambdas[0](global_step - 1)
 
 
-def run_epoch_end(hook: EpochHook, state: TrainState, epochs: int, model: Method) -> None:
-    """Call the hook for the epoch that just ended (state.epoch, counted from 0); keep what it measured and its time."""
+def run_epoch_end(hook: EpochHook, state: TrainState, epochs: int, lr: float, model: Method) -> None:
+    """Call the hook for the epoch that just ended (state.epoch, counted from 0; `lr` that of its last step);
+    keep what it measured and its time."""
     started = time.perf_counter()
     end = EpochEnd(epoch=state.epoch + 1, epochs=epochs, global_step=state.global_step, loss=state.epoch_losses[-1],
-                   lr=state.epoch_lrs[-1], train_seconds=state.train_seconds, model=model)
+                   lr=lr, train_seconds=state.train_seconds, model=model)
     measured = hook(end)
     if measured:
         state.measured.append({"epoch": end.epoch, **measured})

@@ -263,7 +263,7 @@ def test_failed_result_never_overwrites_a_result(tmp_path):
 
 def test_callable_pickles_small_and_checkpoints_as_itself(planned, tmp_path):
     job = slurm_job.SlurmRun(planned[0], "units", tmp_path)
-    assert set(vars(job)) == {"spec_json", "axes_json", "grid", "run_id", "results_root"}
+    assert set(vars(job)) == {"spec_json", "axes_json", "grid", "run_id", "results_root", "logs"}  # logs: ablate run --log
     assert len(pickle.dumps(job)) < 4000  # spec JSON and names only: never a model
     again = pickle.loads(pickle.dumps(job))
     assert again.planned() == planned[0]

@@ -1,7 +1,7 @@
 """What runs inside a SLURM job: one planned run, trained through `run_claimed`, requeued at a time-out.
 
-The submitted callable, `SlurmRun`, holds only JSON (spec, axes), the grid name, the run id and the
-results folder. It trains through `run_claimed` (lock, completion re-check, `run_and_store`) and, at
+The submitted callable, `SlurmRun`, holds only JSON (spec, axes), the grid name, the run id, the
+results folder and the live logs chosen for the runs (`ablate run --log`, `ablate.log`). It trains through `run_claimed` (lock, completion re-check, `run_and_store`) and, at
 a time-out or preemption signal, asks to be requeued as itself: the next attempt resumes from the
 run's own `checkpoint.pt`. Nothing else (no model) is pickled.
 """
@@ -20,6 +20,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from ablate.execute import claim
 from ablate.execute.claim import LOCK_FILE, STALE_AFTER_SECONDS, run_claimed
+from ablate.log import logging_to
 from ablate.plan import PlannedRun
 from ablate.store import CorruptResult, read_result, run_dir
 
@@ -33,12 +34,13 @@ class SlurmRun(Checkpointable):
     answer: this same object, whose next call resumes from the run's own checkpoint.pt.
     """
 
-    def __init__(self, run: PlannedRun, grid: str, results_root: Path | str):
+    def __init__(self, run: PlannedRun, grid: str, results_root: Path | str, logs: tuple[str, ...] = ()):
         self.spec_json = run.spec.model_dump_json()
         self.axes_json = json.dumps(run.axes)
         self.grid = grid
         self.run_id = run.run_id
         self.results_root = str(Path(results_root).absolute())
+        self.logs = tuple(logs)  # ablate.log kinds: not part of the spec, so carried here
 
     def planned(self) -> PlannedRun:
         from ablate.config import RunSpec
@@ -57,8 +59,9 @@ class SlurmRun(Checkpointable):
         _record_attempt(folder, job_id)
         deadline = time.time() + STALE_AFTER_SECONDS + 60
         while True:
-            result = run_claimed(self.planned(), self.grid, Path(self.results_root), retry_failed=True,
-                                 progress=_log_epoch)
+            with logging_to(getattr(self, "logs", ())):  # a job pickled by an ablate without logs has none
+                result = run_claimed(self.planned(), self.grid, Path(self.results_root), retry_failed=True,
+                                     progress=_log_epoch)
             if result is not None:
                 _log(f"run {self.run_id}: {result['status']}" + (f" (resumed from epoch {result.get('resumed_from_epoch'):.2f})"
                                                                   if result.get("resumed_from_epoch") is not None else ""))

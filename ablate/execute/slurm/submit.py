@@ -23,6 +23,7 @@ from ablate.execute.base import ExecutorError
 from ablate.execute.slurm.follow import JOB_FILE, LOG_LINK
 from ablate.execute.slurm.job import SlurmRun
 from ablate.execute.slurm.queries import max_array_size, partition_has_gpus
+from ablate.log import chosen_logs
 from ablate.plan import PlannedRun
 from ablate.store import CorruptResult, RESULT_FILE, grid_dir, read_result, run_dir
 
@@ -97,7 +98,10 @@ class SubmitError(ExecutorError):
 
 def submit_runs(todo: list[PlannedRun], grid: str, results_root: Path, spec: SlurmSpec,
                 array_size: int | None = None) -> tuple[list[Submitted], Path]:
-    """Submit one job per run, as job arrays of at most MaxArraySize tasks; record each job in its run folder."""
+    """Submit one job per run, as job arrays of at most MaxArraySize tasks; record each job in its run folder.
+
+    Each job carries the live logs chosen for the runs (`ablate.log.chosen_logs`): they are not part of the spec.
+    """
     results_root = Path(results_root).absolute()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = grid_dir(results_root, grid) / SUBMISSIONS / f"{stamp}-{os.getpid()}"
@@ -109,7 +113,7 @@ def submit_runs(todo: list[PlannedRun], grid: str, results_root: Path, spec: Slu
         moved = set_aside_failed(chunk, grid, results_root)  # retried runs: wait for the new result
         try:
             with executor.batch():
-                jobs = [executor.submit(SlurmRun(run, grid, results_root)) for run in chunk]
+                jobs = [executor.submit(SlurmRun(run, grid, results_root, chosen_logs())) for run in chunk]
         except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError,
                 subprocess.CalledProcessError, OSError) as err:
             for aside, path in moved.items():

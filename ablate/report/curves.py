@@ -1,0 +1,241 @@
+"""Training curves: one small panel per cell with a line per seed, and every cell's mean on one figure.
+
+    curves-loss.{png,pdf,svg}      a panel per cell, a line per seed: the mean loss of each epoch
+    curves-knn.{png,pdf,svg}       the same for the online kNN monitor's top-1 (%), where runs recorded it
+    curves-overlay.{png,pdf,svg}   every cell's mean over seeds on shared axes: loss, monitor kNN top-1, learning rate
+    curves.csv                     every completed run's curves, one row per run and epoch
+
+A cell is one combination of the spec axes that vary in the grid, the seed aside: the seeds are the
+lines of its panel, and its overlay curve is their mean at each epoch (over the seeds that have that
+epoch). The curves are each result.json's `curves` (ablate.schema.Curves: `epoch_loss`, `lr`,
+`monitor_epochs` and `monitor_knn_top1`, see ablate.evaluate.monitor), which the grid's frame carries
+in its `curves` column. The monitor's kNN top-1 is measured on a small fixed subset while training,
+to watch progress: it is not the run's final `knn_top1`.
+
+`--all` draws them when some completed run has a loss curve of two epochs or more; they accompany
+the grid's other reports rather than replace them (`supplementary`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ablate.report.plots import footer  # noqa: I001  (first: it selects matplotlib's file-only backend)
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from ablate.report.data import Facet, GridFrame, ReportError, format_value, has_method_axis, split_on, varying_axes
+from ablate.report.files import add_figure, write_text
+from ablate.report.html import Section
+
+if TYPE_CHECKING:
+    from ablate.report.build import ReportOptions
+
+SERIES_LABELS = {"epoch_loss": "loss", "monitor_knn_top1": "kNN top-1 (%), monitor", "lr": "learning rate"}
+PANELS_PER_ROW = 5
+PANEL_SIZE = (2.7, 2.0)  # inches, one small multiple
+SEED_COLOURS = plt.get_cmap("tab10")
+MIN_EPOCHS = 2  # a curve of one epoch is a point: nothing to draw
+LEGEND_INCHES_PER_CHAR = 0.065  # at the legend's 7.5 pt
+
+
+def run_curves(grid: GridFrame) -> pd.DataFrame:
+    """The completed runs' curves, one row per run and epoch: the cell's axes, seed, run_id, epoch,
+    epoch_loss, lr and monitor_knn_top1 (NaN at the epochs it did not measure)."""
+    frame = completed_with_curves(grid)
+    axes = cell_axes(grid)
+    rows = []
+    for _, run in frame.iterrows():
+        curves = run["curves"]
+        losses = curves.get("epoch_loss") or []
+        lrs = curves.get("lr") or []
+        knn = dict(zip(curves.get("monitor_epochs") or [], curves.get("monitor_knn_top1") or []))
+        for epoch in range(1, max(len(losses), len(lrs), max(knn, default=0)) + 1):
+            row = {axis: run.get(axis) for axis in axes}
+            row |= {"seed": run.get("seed"), "run_id": run["run_id"], "epoch": epoch,
+                    "epoch_loss": losses[epoch - 1] if epoch <= len(losses) else np.nan,
+                    "lr": lrs[epoch - 1] if epoch <= len(lrs) else np.nan, "monitor_knn_top1": knn.get(epoch, np.nan)}
+            rows.append(row)
+    columns = [*axes, "seed", "run_id", "epoch", "epoch_loss", "lr", "monitor_knn_top1"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def completed_with_curves(grid: GridFrame) -> pd.DataFrame:
+    """The completed runs whose result has curves (a mapping; results without any are left out)."""
+    frame = grid.frame
+    if "curves" not in frame:
+        return frame.iloc[0:0]
+    has = frame["curves"].map(lambda value: isinstance(value, dict))
+    return frame[(frame["status"] == "completed") & has]
+
+
+def cell_axes(grid: GridFrame) -> list[str]:
+    """The spec axes that vary among the grid's runs, the seed aside: together they name a cell."""
+    return varying_axes(grid.frame, ())
+
+
+def cells_of(curves: pd.DataFrame, axes: list[str], plan_order: pd.Series | None = None) -> list[tuple[str, pd.DataFrame]]:
+    """(label, the cell's rows) per cell: in the grid file's order where `plan_order` (run_id -> place in
+    the plan) knows the cell's runs, else in the usual order of axis values (split_on's)."""
+    cells = [(cell_label(facet), part) for facet, part in split_on(curves, axes)]
+    if plan_order is None:
+        return cells
+
+    def first_planned(cell: tuple[str, pd.DataFrame]) -> float:
+        places = pd.to_numeric(cell[1]["run_id"].map(plan_order), errors="coerce").dropna()
+        return float(places.min()) if not places.empty else math.inf
+
+    return sorted(cells, key=first_planned)  # stable: unplanned cells keep split_on's order, after the planned ones
+
+
+def cell_label(facet: Facet) -> str:
+    """The cell's values, each axis by its last name ("ops=crop+color, color_strength=0.5"); the value alone
+    when one axis varies, "all runs" when none does."""
+    if not facet.values:
+        return "all runs"
+    if len(facet.values) == 1:
+        return format_value(facet.values[0][1])
+    return ", ".join(f"{axis.split('.')[-1]}={format_value(value)}" for axis, value in facet.values)
+
+
+def mean_curve(cell: pd.DataFrame, series: str) -> pd.Series:
+    """The cell's mean over seeds at each epoch where any seed has a value (index: epoch)."""
+    values = cell[["epoch", series]].dropna()
+    return values.groupby("epoch")[series].mean()
+
+
+def seed_lines(cell: pd.DataFrame, series: str) -> list[tuple[Any, pd.Series]]:
+    """(seed, its curve indexed by epoch) for every run of the cell that has the series, by seed."""
+    lines = []
+    for (seed, _), run in cell.groupby(["seed", "run_id"], dropna=False, sort=True):
+        values = run.set_index("epoch")[series].dropna()
+        if not values.empty:
+            lines.append((seed, values))
+    return lines
+
+
+def has_series(curves: pd.DataFrame, series: str) -> bool:
+    return bool(curves[series].notna().any()) if series in curves else False
+
+
+# ---------------------------------------------------------------------------------------- drawing
+
+
+def panel_grid(count: int) -> tuple[int, int]:
+    """(rows, columns) for `count` small multiples, at most PANELS_PER_ROW a row."""
+    columns = min(count, PANELS_PER_ROW)
+    return math.ceil(count / columns), columns
+
+
+def draw_small_multiples(cells: list[tuple[str, pd.DataFrame]], series: str, title: str, header: str,
+                         share_y: bool = True) -> plt.Figure:
+    """One panel per cell, one line per seed (coloured by seed, the same colour in every panel)."""
+    rows, columns = panel_grid(len(cells))
+    width, height = PANEL_SIZE
+    figure, axes_grid = plt.subplots(rows, columns, figsize=(columns * width + 0.6, rows * height + 1.5), sharex=True,
+                                     sharey=share_y, squeeze=False)
+    seeds: dict[Any, Any] = {}
+    marker = "o" if series == "monitor_knn_top1" else None  # measured every few epochs: show where
+    for index, (label, cell) in enumerate(cells):
+        axes = axes_grid[index // columns][index % columns]
+        for seed, values in seed_lines(cell, series):
+            colour = SEED_COLOURS(len(seeds) % 10) if seed not in seeds else seeds[seed].get_color()
+            line, = axes.plot(values.index, values.values, color=colour, linewidth=1.2, marker=marker, markersize=3)
+            seeds.setdefault(seed, line)
+        axes.set_title(label, fontsize=8.5)
+        style(axes, fontsize=7)
+    for index in range(len(cells), rows * columns):
+        axes_grid[index // columns][index % columns].set_visible(False)
+    for axes in axes_grid[-1]:
+        axes.set_xlabel("epoch", fontsize=8)
+    for row in axes_grid:
+        row[0].set_ylabel(SERIES_LABELS[series], fontsize=8)
+    if seeds:
+        figure.legend(list(seeds.values()), [f"seed {format_value(seed)}" for seed in seeds], loc="upper right",
+                      fontsize=7.5, frameon=False, ncol=min(len(seeds), 6))
+    finish(figure, title, header)
+    return figure
+
+
+def draw_overlay(cells: list[tuple[str, pd.DataFrame]], title: str, header: str) -> plt.Figure:
+    """Every cell's mean curve on shared axes: loss, then the monitor's kNN top-1 and the learning rate where present."""
+    curves = pd.concat([cell for _, cell in cells], ignore_index=True)
+    shown = [series for series in ("epoch_loss", "monitor_knn_top1", "lr") if has_series(curves, series)]
+    figure, axes_row = plt.subplots(1, len(shown), figsize=(4.2 * len(shown) + 2.6, 3.9), squeeze=False)
+    colours = plt.get_cmap("tab20" if len(cells) > 10 else "tab10")
+    for position, series in enumerate(shown):
+        axes = axes_row[0][position]
+        for index, (label, cell) in enumerate(cells):
+            mean = mean_curve(cell, series)
+            if not mean.empty:
+                axes.plot(mean.index, mean.values, color=colours(index % colours.N), linewidth=1.4, label=label,
+                          marker="o" if series == "monitor_knn_top1" else None, markersize=3)
+        axes.set_xlabel("epoch", fontsize=9)
+        axes.set_ylabel(SERIES_LABELS[series], fontsize=9)
+        style(axes, fontsize=8)
+    handles, labels = axes_row[0][0].get_legend_handles_labels()
+    legend_title = "cell (mean over seeds)"
+    columns = 1 if len(labels) <= 16 else 2
+    figure.legend(handles, labels, loc="center right", fontsize=7.5, frameon=False, ncol=columns, title=legend_title,
+                  title_fontsize=8)
+    widest = max([len(legend_title) / columns, *map(len, labels)])
+    finish(figure, title, header, right_inches=columns * (0.5 + LEGEND_INCHES_PER_CHAR * widest))
+    return figure
+
+
+def style(axes: plt.Axes, fontsize: float) -> None:
+    """Whole epochs on the x axis, small tick labels, a light grid."""
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.tick_params(labelsize=fontsize)
+    axes.grid(alpha=0.3)
+
+
+def finish(figure: plt.Figure, title: str, header: str, right_inches: float = 0.3) -> None:
+    """Title on top, the grid's header as the footer, room for both (and for a legend on the right)."""
+    width, height = figure.get_size_inches()
+    figure.suptitle(title, fontsize=11, y=1 - 0.15 / height, va="top")
+    footer(figure, header, chars_per_inch=14, fontsize=7, bottom=0.08 / height)
+    figure.subplots_adjust(top=1 - 0.85 / height, bottom=0.95 / height, left=0.7 / width,
+                           right=1 - right_inches / width, hspace=0.45, wspace=0.3)
+
+
+# ----------------------------------------------------------------------------------------- report
+
+
+class CurvesReport:
+    """Training curves: small multiples per cell (seeds as lines) and an overlay of the cells' means."""
+
+    supplementary = True  # drawn beside the grid's other reports; never the grid's only report
+
+    def applies(self, grid: GridFrame, options: ReportOptions) -> bool:
+        frame = completed_with_curves(grid)
+        return not frame.empty and bool(frame["curves"].map(lambda curves: len(curves.get("epoch_loss") or []) >= MIN_EPOCHS).any())
+
+    def section(self, grid: GridFrame, out: Path, options: ReportOptions) -> Section:
+        curves = run_curves(grid)
+        if curves.empty:
+            raise ReportError(f"grid {grid.grid!r} has no completed run with training curves to draw")
+        axes = cell_axes(grid)
+        cells = cells_of(curves, axes, grid.frame.groupby("run_id")["plan_index"].min() if "plan_index" in grid.frame else None)
+        header = grid.header()
+        runs = curves["run_id"].nunique()
+        section = Section("Training curves")
+        section.note = (f"{runs} completed runs in {len(cells)} cells"
+                        + (f" ({', '.join(axes)})" if axes else "")
+                        + ". Small multiples: one panel per cell, one line per seed. Overlay: each cell's mean over its "
+                          "seeds. The kNN top-1 is the online monitor's (a fixed subset of training images as the bank "
+                          "and of test images as queries, every few epochs; ABLATE_MONITOR_EVERY), not the final knn_top1.")
+        several_methods = has_method_axis(grid.frame)  # losses of different methods are on different scales
+        add_figure(section, draw_small_multiples(cells, "epoch_loss", "Loss per epoch, by cell", header,
+                                                 share_y=not several_methods), out / "curves-loss", "Loss per epoch, by cell")
+        if has_series(curves, "monitor_knn_top1"):
+            title = "Online kNN top-1 (%), by cell"
+            add_figure(section, draw_small_multiples(cells, "monitor_knn_top1", title, header), out / "curves-knn", title)
+        title = "Every cell's mean curve"
+        add_figure(section, draw_overlay(cells, title, header), out / "curves-overlay", title)
+        section.files.append(write_text(out / "curves.csv", curves.to_csv(index=False)))
+        return section
