@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_RESULTS = Path("results")
 DEFAULT_REPORTS = Path("reports")
 EXECUTORS = ("auto", "local", "slurm")  # ablate.settings.EXECUTORS, repeated so that --help needs no pydantic
+LOG_KINDS = ("tensorboard",)  # ablate.log.LOG_KINDS, repeated like EXECUTORS
 
 
 class UsageError(Exception):
@@ -118,7 +119,18 @@ def adopt_earlier_results(planned: list[PlannedRun], results_root: Path, grid: s
     print(f"grid {grid}: adopted {len(earlier)} results written by an earlier ablate (moved to their new run ids)")
 
 
+def check_run_logs(kinds: list[str]) -> None:
+    """--log: each log's package must be installed here (e.g. tensorboard), said before any work (one line)."""
+    from ablate.log import LogUnavailable, check_logs
+
+    try:
+        check_logs(kinds)
+    except LogUnavailable as err:
+        raise UsageError(str(err)) from None
+
+
 def command_run(args: argparse.Namespace) -> int:
+    check_run_logs(args.log)
     grid, planned = load_and_plan(args.grid, args.set)
     from ablate.execute import make_executor, run_states, runs_to_do
 
@@ -146,14 +158,18 @@ def command_run(args: argparse.Namespace) -> int:
     from ablate.store import check_writable
 
     check_writable(results_root)  # after the grid is read, before any training: a full or read-only disk is bad input
-    started = executor.submit(todo, len(planned), check=preflight, say=print)
+    from ablate.log import logging_to
+
+    with logging_to(args.log):  # every executor hands the choice to its runs (ablate.log)
+        started = executor.submit(todo, len(planned), check=preflight, say=print)
     if not started.runs:
         return 1  # nothing started nor in flight: every run was found lost (the executor said so)
     if args.no_wait and executor.keeps_running:
         print(f"not waiting; follow the runs with `ablate status {args.grid}`")
         return 0
     try:
-        summary = executor.follow(started, say=print, show_progress=not args.quiet)
+        with logging_to(args.log):
+            summary = executor.follow(started, say=print, show_progress=not args.quiet)
     except KeyboardInterrupt:
         if not executor.keeps_running:
             raise  # the runs stop with us: main's message
@@ -186,7 +202,6 @@ def command_status(args: argparse.Namespace) -> int:
     counts = {"completed": 0, "failed": 0, "pending": 0, "corrupt": 0, "running": 0, "queued": 0}
     problems = []
     for view in views:
-        folder = run_dir(results_root, grid.name, view.run.run_id)
         if view.state == "corrupt":
             counts["corrupt"] += 1
             problems.append(f"  corrupt {view.run.run_id}: {view.note} (treated as not done; it will be rerun)")
@@ -194,6 +209,7 @@ def command_status(args: argparse.Namespace) -> int:
             counts[view.state] += 1
             if view.state == "failed":
                 error = (view.result or {}).get("error") or {}
+                folder = run_dir(results_root, grid.name, view.run.run_id)
                 problems.append(f"  failed  {view.run.run_id}: {error.get('type', 'Error')}: {error.get('message', '')} ({folder})")
                 if view.log is not None:
                     problems += ["  " + line for line in describe_failure(view, tail_lines=10)[1:]]
@@ -258,7 +274,7 @@ def command_report(args: argparse.Namespace) -> int:
         written = []
         for what in chosen:
             written += write_report(results_root, name, out, what, args.metric, planned, args.rows, args.cols,
-                                    baseline=args.baseline)
+                                    baseline=args.baseline, seeds_needed=args.seeds_needed, say=print)
     for path in written:
         print(path)
     return 0
@@ -318,6 +334,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (argparse turns the error into one usage line and exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ablate", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -338,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "answers (outside a SLURM job), else local; SLURM settings from the grid's slurm: section, "
                           "e.g. --set slurm.partition=gpu")
     run.add_argument("--no-wait", action="store_true", help="slurm: return right after submission (see `ablate status`)")
+    run.add_argument("--log", action="append", default=[], choices=LOG_KINDS,
+                     help="also write each run's training scalars live: tensorboard = results/<grid>/<run_id>/tensorboard/ "
+                          "(needs pip install -e '.[tensorboard]'); not part of the run's spec or id")
     grid_options(run)
     run.set_defaults(handler=command_run)
 
@@ -358,8 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pivot table columns (with --rows): any result column, e.g. train.batch_size; alone, on a "
                              "grid of several methods: the methods report's columns (default: the augment axis)")
     report.add_argument("--baseline", metavar="LABEL",
-                        help="methods report: the column each method's Δ is taken from, by its label as the report "
-                             "prints it, e.g. crop+color+blur (default: the first column in the grid file's order)")
+                        help="the reference column each row's cells are compared with (paired tests, Δ) in Table 1, "
+                             "pivots and the methods report, by its label as the report prints it, e.g. 1/2 or "
+                             "crop+color+blur (default: the first column; the methods report's in the grid file's order)")
+    report.add_argument("--seeds-needed", type=positive_float, metavar="DIFF",
+                        help="also estimate, from the observed spread of the paired differences, how many seeds would "
+                             "tell two cells DIFF points apart (paired t-test, power 0.8, α 0.05): each cell against "
+                             "the best (heatmap), each column against the reference (tables); printed and in the .md")
     report.add_argument("--compare", nargs=2, metavar=("GRID_A", "GRID_B"),
                         help="heatmap of B − A, cell by cell, under reports/compare-A-vs-B/")
     report.add_argument("--grid", help="grid name or file (default: the grid with the newest results)")

@@ -73,7 +73,8 @@ def test_report_writes_heatmap_and_numbers(finished_grid):
     image = Image.open(out / "heatmap.png")
     assert image.size[0] > 300 and len(set(image.convert("L").tobytes())) > 20  # a drawn figure, not blank
     csv = (out / "heatmap.csv").read_text().splitlines()
-    assert csv[0] == "first,second,mean,std,n,collapsed" and len(csv) == 1 + 4  # real runs carry the collapse diagnostic
+    assert csv[0] == ("first,second,mean,std,ci_low,ci_high,n,collapsed,vs_best,diff_from_best,pairs,p_t,p_sign_flip,"
+                      "p_t_holm,p_sign_flip_holm") and len(csv) == 1 + 4  # intervals, tests against the best cell, collapse
     results = {tuple(json.loads(p.read_text())["spec"]["augment"]["ops"]): json.loads(p.read_text())["metrics"]["linear_top1"]
                for p in (folder / "results" / "tiny").glob("*/result.json")}
     row = [line for line in csv if line.startswith("crop,color,")][0]

@@ -5,6 +5,8 @@
     table1.{md,tex,csv}                                          Table 1 (method × colour strength)
     pivot-<rows>-by-<cols>-<metric>.{md,tex,csv}                 any two axes, any metric
     methods[--facet].{png,pdf,svg}, methods.{md,tex,csv}         methods × augmentation, Δ from a reference
+    heatmap.tex                                                  Figure 5's numbers and marks as a booktabs table
+    runs.csv                                                     every completed or failed run the report reads
     index.html                                                   all of it on one self-contained page
     reports/compare-<A>-vs-<B>/difference*.{png,pdf,svg,csv,md}, index.html
 
@@ -16,6 +18,13 @@ type that applies to the grid and index.html; the comparison of two grids is wri
 A facet is one combination of the axes that vary in the grid besides the ones a report lays out
 (e.g. method, augment.color_strength in a pair grid): each gets its own figure or table, named by a
 suffix, so that numbers from different settings are never averaged together.
+
+Every cell with two or more seeds shows its 95 % interval; cells are compared by paired tests over
+the seeds they share (ablate.report.stats), Holm-corrected over each report's comparisons, and each
+report opens with its findings in words (ablate.report.findings). `--baseline LABEL` names the
+reference column of every report that has columns (Table 1, pivots, the methods report); under
+`--all`, a report without a column of that label keeps its first column and says so, and a label no
+report has is an error. `--seeds-needed DIFF` adds how many seeds each comparison would need.
 """
 
 from __future__ import annotations
@@ -23,14 +32,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import pandas as pd
 
 from ablate.report.data import (  # noqa: F401  (ReportError and latest_grid are part of this module's interface)
     PAIR_AXES, Facet, GridFrame, ReportError, check_metric, facet_keys, latest_grid, load_grid_frame, varying_axes,
 )
-from ablate.report.files import add_facet, write_section_tables, write_text
+from ablate.report.files import add_facet, write_runs, write_section_tables, write_text
 from ablate.report.html import Section, render_page
 from ablate.report.tables import html_table
 
@@ -39,11 +48,15 @@ WHAT_ALL = "all"
 # The registry of report types: name -> "module:class" (imported when used: each draws with matplotlib).
 # A report type is a class with `applies(grid, options)` (whether `--all` includes it) and
 # `section(grid, out, options)` (writes its files, returns its part of index.html). A new one is one
-# file in ablate/report/ and one line here; `ablate report --kind NAME` draws it.
+# file in ablate/report/ and one line here; `ablate report --kind NAME` draws it. Optional: a class
+# attribute `supplementary = True` (it accompanies the others: --all still writes the fallback pivot
+# when only such types apply) and `baseline_columns(grid, options)` (the column labels --baseline
+# may name in it).
 REPORT_TYPES: dict[str, str] = {
     "heatmap": "ablate.report.heatmap:HeatmapReport",
     "table": "ablate.report.tables:TableReport",
     "methods": "ablate.report.methods:MethodsReport",
+    "curves": "ablate.report.curves:CurvesReport",
 }
 
 
@@ -55,7 +68,8 @@ class ReportOptions:
     rows: str | None = None
     cols: str | None = None
     operators: list[str] | None = None
-    baseline: str | None = None  # the methods report's reference column (its label)
+    baseline: str | None = None  # the reference column (its label) of Table 1, pivots and the methods report
+    seeds_needed: float | None = None  # --seeds-needed DIFF: the difference (points) the seeds should tell apart
 
 
 class ReportType(Protocol):
@@ -87,25 +101,48 @@ def write_html(grid: GridFrame, sections: list[Section], out: Path) -> Path:
 
 def write_report(results_root: Path, grid: str, out_root: Path, what: str = "all", metric: str = "linear_top1",
                  planned: Sequence[dict[str, Any]] | None = None, rows: str | None = None, cols: str | None = None,
-                 operators: list[str] | None = None, baseline: str | None = None) -> list[Path]:
+                 operators: list[str] | None = None, baseline: str | None = None, seeds_needed: float | None = None,
+                 say: Callable[[str], None] | None = None) -> list[Path]:
     """The files of one report under out_root/<grid>/: what = a name of REPORT_TYPES, or all (every type
-    that applies, else a pivot of the axes the grid varies, plus index.html)."""
-    kinds = {what: report_type(what)} if what != WHAT_ALL else {}
+    that applies, else a pivot of the axes the grid varies, plus index.html), and runs.csv; `say` gets the
+    lines of --seeds-needed."""
     frame = load_grid_frame(results_root, grid, planned)
     check_metric(frame, metric)
+    options = ReportOptions(metric, rows, cols, operators, baseline, seeds_needed)
+    if what != WHAT_ALL:
+        kinds = [report_type(what)]
+    else:
+        kinds = [kind for kind in map(report_type, REPORT_TYPES) if kind.applies(frame, options)]
+        if all(getattr(kind, "supplementary", False) for kind in kinds):  # none, or only ones that accompany others
+            from ablate.report.tables import fallback_pivot_axes
+
+            rows, cols = fallback_pivot_axes(frame)
+            options = replace(options, rows=rows, cols=cols)
+            kinds = [report_type("table"), *kinds]
+    check_baseline(frame, kinds, options)
     out = out_root / grid
     out.mkdir(parents=True, exist_ok=True)
-    options = ReportOptions(metric, rows, cols, operators, baseline)
-    if kinds:
-        return kinds[what].section(frame, out, options).files
-    sections = [kind.section(frame, out, options) for kind in map(report_type, REPORT_TYPES) if kind.applies(frame, options)]
-    if not sections:
-        from ablate.report.tables import fallback_pivot_axes
+    sections = [kind.section(frame, out, options) for kind in kinds]
+    for line in (line for section in sections for line in section.seeds_needed):
+        if say is not None:
+            say(line)
+    files = [path for section in sections for path in section.files] + [write_runs(frame, out)]
+    return files + ([write_html(frame, sections, out)] if what == WHAT_ALL else [])
 
-        rows, cols = fallback_pivot_axes(frame)
-        sections.append(report_type("table").section(frame, out, replace(options, rows=rows, cols=cols)))
-    html = write_html(frame, sections, out)
-    return [path for section in sections for path in section.files] + [html]
+
+def check_baseline(grid: GridFrame, kinds: list[ReportType], options: ReportOptions) -> None:
+    """--baseline must name a column of at least one of the reports to be written (those with columns say which
+    they have: `baseline_columns`); ReportError listing them otherwise."""
+    if options.baseline is None:
+        return
+    known = [kind.baseline_columns(grid, options) for kind in kinds if hasattr(kind, "baseline_columns")]
+    if any(options.baseline in labels for _, labels in known):
+        return
+    if not known:
+        raise ReportError(f"--baseline {options.baseline!r}: no report of grid {grid.grid!r} has columns to take it from "
+                          "(Table 1, pivots and the methods report do; the heatmap compares each cell with the best)")
+    raise ReportError(f"--baseline {options.baseline!r}: " + "; ".join(
+        f"no column of {name} is labelled so; columns: " + ", ".join(repr(label) for label in labels) for name, labels in known))
 
 
 # ------------------------------------------------------------------------------------------ compare

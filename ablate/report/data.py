@@ -31,7 +31,8 @@ PAIR_AXES = ("augment.ops", "ops", "first_op", "second_op")  # what a pair heatm
 ALWAYS_POOLED = ("seed",)  # the axis that mean ± std is taken over
 MISSING = "—"
 COLLAPSE_NUMBERS = ("std_ratio", "embedding_std")  # drawable as metrics: collapse.std_ratio, collapse.embedding_std
-NOT_METRICS = {"run_id", "grid", "status", "error", "device", "ops", "first_op", "second_op", "collapsed", "plan_index"}
+NOT_METRICS = {"run_id", "grid", "status", "error", "device", "ops", "first_op", "second_op", "collapsed", "plan_index",
+               "curves"}
 METRIC_LABELS = {"linear_top1": "linear top-1 (%)", "knn_top1": "kNN top-1 (%)", "linear_top5": "linear top-5 (%)"}
 
 
@@ -157,8 +158,10 @@ def load_grid_frame(results_root: Path, grid: str, planned: Sequence[dict[str, A
 
 
 def load_result_rows(results_root: Path, grid: str) -> pd.DataFrame:
-    """The grid's results as the store's rows (ablate.store.result_row) plus their collapse diagnostic."""
-    return pd.DataFrame([result_row(result) | collapse_columns(result) for result in iter_results(results_root, grid)])
+    """The grid's results as the store's rows (ablate.store.result_row) plus their collapse diagnostic and
+    their training curves (`curves`: result.json's mapping, None where a result has none)."""
+    return pd.DataFrame([result_row(result) | collapse_columns(result) | {"curves": result.get("curves")}
+                         for result in iter_results(results_root, grid)])
 
 
 def collapse_columns(result: dict[str, Any]) -> dict[str, Any]:
@@ -365,10 +368,26 @@ class Cell:
     planned: bool = False  # the cell has at least one run (result or plan); False: nobody asked for it
     collapsed: int = 0  # runs among `values` whose representation collapsed
     diagnosed: int = 0  # runs among `values` whose result has the collapse diagnostic (older ones do not)
+    seeds: list[Any] = field(default_factory=list)  # the seed of each of `values` (None: unknown), for pairing
 
     @property
     def n(self) -> int:
         return len(self.values)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95 % Student t interval of the mean (ablate.report.stats.t_interval); NaNs when n < 2."""
+        from ablate.report.stats import t_interval  # scipy: loaded when a report computes, not at import
+
+        return t_interval(self.values)
+
+    def by_seed(self) -> dict[Any, float]:
+        """The cell's value per known seed (the mean where a seed ran twice): what paired tests pair on."""
+        found: dict[Any, list[float]] = {}
+        for seed, value in zip(self.seeds, self.values):
+            if seed is not None:
+                found.setdefault(seed, []).append(value)
+        return {seed: float(np.mean(values)) for seed, values in found.items()}
 
     @property
     def mean(self) -> float:
@@ -398,12 +417,18 @@ class Cell:
             notes.append(f"{self.missing} missing")
         return notes
 
+    def interval_text(self, digits: int = 1) -> str:
+        """'[82.6, 89.0]': the 95 % interval of the mean; '' when n < 2."""
+        low, high = self.interval
+        return f"[{low:.{digits}f}, {high:.{digits}f}]" if self.n > 1 else ""
+
     def text(self, digits: int = 1, show_n: bool = True) -> str:
-        """'62.6 ± 0.4 (n=3)', '59.1 (n=1)', '12.0 ± 0.3 (n=2, collapsed 1/2)', '— (2 failed)', '—'."""
+        """'62.6 ± 0.4 [61.6, 63.6] (n=3)' (mean ± std [95 % interval]), '59.1 (n=1)',
+        '12.0 ± 0.3 [9.3, 14.7] (n=2, collapsed 1/2)', '— (2 failed)', '—'."""
         notes = self.notes()
         if not self.n:
             return MISSING + (f" ({', '.join(notes)})" if notes else "")
-        number = f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "")
+        number = f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f} {self.interval_text(digits)}" if self.n > 1 else "")
         counts = [f"n={self.n}"] if show_n else []
         inside = ", ".join(counts + notes)
         return number + (f" ({inside})" if inside else "")
@@ -421,6 +446,7 @@ def collect_cells(frame: pd.DataFrame, metric: str, row_of, col_of) -> dict[tupl
             value = values.loc[index]
             if np.isfinite(value):
                 cell.values.append(float(value))
+                cell.seeds.append(hashable(run.get("seed")))
                 collapsed = run_collapsed(run)
                 cell.diagnosed += collapsed is not None
                 cell.collapsed += bool(collapsed)

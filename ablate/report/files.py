@@ -7,13 +7,14 @@ usual permissions; every report type (ablate.report.build.REPORT_TYPES) writes t
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ablate.report.data import Facet
+from ablate.report.data import Facet, GridFrame, is_spec_column, metric_columns
 from ablate.report.html import Section
 from ablate.store import write_bytes_atomic
 
@@ -85,3 +86,31 @@ def write_section_tables(section: Section, stem: Path, frames: list[pd.DataFrame
     """stem.csv (every facet's rows) and stem.md, written atomically."""
     section.files.append(write_text(stem.with_suffix(".csv"), pd.concat(frames, ignore_index=True).to_csv(index=False)))
     section.files.append(write_text(stem.with_suffix(".md"), "\n".join(markdown)))
+
+
+RUNS_FILE = "runs.csv"
+RUN_STATUSES = ("completed", "failed")
+
+
+def runs_frame(grid: GridFrame) -> pd.DataFrame:
+    """One row per completed or failed run, in the plan's order (then by run id): run_id, the run's spec (every
+    field some run has a value for: the axes a report lays out or splits on, and the settings they share),
+    seed, status, every metric and timing (the numbers a report can show), collapsed, where it ran
+    (device, colour path: the header's hardware) and its training curves (JSON). What the report's numbers are computed from, so that a
+    reader can recompute them, and the committed reports can be checked against them."""
+    frame = grid.frame[grid.frame["status"].isin(RUN_STATUSES)]
+    frame = frame.sort_values(["plan_index", "run_id"], na_position="last", kind="stable")
+    has_value = [column for column in frame.columns if frame[column].notna().any()]
+    spec = sorted((c for c in has_value if is_spec_column(c) and c != "seed"), key=lambda c: (c != "method", c))
+    metrics = [c for c in metric_columns(grid) if c in has_value]
+    columns = ["run_id", *spec, *(["seed"] if "seed" in has_value else []), "status", *metrics, "collapsed"]
+    columns += [c for c in ("device", "color") if c in has_value]
+    frame = frame.reindex(columns=columns + (["curves"] if "curves" in has_value else []))
+    if "curves" in frame:  # the training curves (curves report) as compact JSON, one object per run
+        frame["curves"] = frame["curves"].map(lambda c: json.dumps(c, separators=(",", ":")) if isinstance(c, dict) else None)
+    return frame
+
+
+def write_runs(grid: GridFrame, folder: Path) -> Path:
+    """runs.csv beside a report's files (runs_frame), written atomically."""
+    return write_text(folder / RUNS_FILE, runs_frame(grid).to_csv(index=False))

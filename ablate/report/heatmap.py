@@ -7,6 +7,11 @@ one of whose runs collapsed (ablate.evaluate.collapse) is hatched in orange and 
 "collapsed k/n" above its number, and left out of the colour scale, so that it never reads as an
 ordinary low cell.
 
+Every cell is compared with the best cell (the highest mean on the colour scale) over the seeds both
+have, by a paired t-test Holm-corrected over the report's comparisons with the best: the best cell is
+outlined thick (bold in heatmap.md and heatmap.tex), a cell it cannot be told apart from thin, with
+"≈" before its number. heatmap.tex has the same numbers, intervals and marks as a booktabs table.
+
 When the grid runs several methods, the methods' heatmaps are panels of one figure
 (heatmap-methods[--other-facets].{png,pdf,svg}), titled by the methods' labels in the registry's
 order, on one colour scale: the comparison of methods is the point of such a grid. Other facet
@@ -28,19 +33,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 
 from ablate.config import OPERATORS
 from ablate.report.data import (  # noqa: F401
     COLLAPSE_LEGEND, MISSING, PAIR_AXES, Cell, Facet, GridFrame, ReportError, any_diagnosed, collect_cells, method_label,
     metric_label, split_on, varying_axes,
 )
-from ablate.report.files import add_facet, add_facet_tables, add_figure, seed_note, write_section_tables
+from ablate.report.files import add_facet, add_facet_tables, add_figure, seed_note, write_section_tables, write_text
 from ablate.report.html import Section
 from ablate.report.plots import MARKS, footer, mark, mark_legend
+from ablate.report.stats import ALPHA
+from ablate.report.tables import CellTable, attach_comparisons, html_table, latex_cell, latex_escape, to_latex
 
 if TYPE_CHECKING:
     from ablate.report.build import ReportOptions
+
+
+FIRST, SECOND = "1st transformation", "2nd transformation"  # the axes' names in tables and the LaTeX
 
 
 @dataclass
@@ -49,9 +59,14 @@ class PairTable:
 
     operators: list[str]
     cells: dict[tuple[str, str], Cell]
+    view: CellTable | None = None  # the same cells as a CellTable, with the comparisons against the best (pair_view)
 
     def cell(self, first: str, second: str) -> Cell:
         return self.cells.get((first, second), Cell())
+
+    def mark(self, first: str, second: str) -> str:
+        """'best', 'tied', 'differs', 'not enough seeds' or '' (ablate.report.tables.CellTable.best_mark)."""
+        return self.view.best_mark(first, second) if self.view is not None else ""
 
     def matrix(self, stat: str) -> pd.DataFrame:
         data = [[getattr(self.cell(a, b), stat) for b in self.operators] for a in self.operators]
@@ -124,17 +139,37 @@ def pair_table(pairs: pd.DataFrame, operators: list[str], metric: str = "linear_
     return PairTable(operators, {key: cell for key, cell in cells.items() if key[0] in operators and key[1] in operators})
 
 
+def pair_name(first: str, second: str) -> str:
+    """How the findings call a cell: 'crop → color', 'crop alone' (the diagonal)."""
+    return f"{first} alone" if first == second else f"{first} → {second}"
+
+
+def pair_view(table: PairTable, metric: str, facet: Facet, title: str) -> CellTable:
+    """The pair table as a CellTable (rows: 1st operator, columns: 2nd), for comparisons, findings and LaTeX."""
+    return CellTable(title, FIRST, SECOND, table.operators, table.operators, table.cells, metric, facet, name_of=pair_name)
+
+
+def compare_with_best_cells(tables: list[PairTable], metric: str, facets: list[Facet], titles: list[str]) -> list[CellTable]:
+    """Each table's best cell and every other cell's paired comparison with it, Holm-corrected over all facets."""
+    views = [pair_view(table, metric, facet, title) for table, facet, title in zip(tables, facets, titles)]
+    attach_comparisons(views, None, versus_reference=False)
+    for table, view in zip(tables, views):
+        table.view = view
+    return views
+
+
 # ------------------------------------------------------------------------------------------ drawing
 
 
-def cell_label(cell: Cell, typical_n: int) -> str:
-    """'62.3\n±0.4' (n= added below the grid's usual n), 'missing', 'failed', 'collapsed 1/2\n40.5' (the mean
-    only: its std mixes a collapsed run with healthy ones)."""
+def cell_label(cell: Cell, typical_n: int, mark: str = "") -> str:
+    """'62.3\n±0.4' (n= added below the grid's usual n; '≈62.3' when `mark` is 'tied': not told apart from the
+    best cell), 'missing', 'failed', 'collapsed 1/2\n40.5' (the mean only: its std mixes a collapsed run with
+    healthy ones)."""
     if not cell.n:
         return "failed" if cell.failed else "missing"
     if cell.collapsed:
         return f"{cell.collapsed_note}\n{cell.mean:.1f}"
-    text = f"{cell.mean:.1f}"
+    text = ("≈" if mark == "tied" else "") + f"{cell.mean:.1f}"
     if cell.n > 1:
         text += f"\n±{cell.std:.1f}"
     if cell.n < typical_n or cell.failed:
@@ -167,8 +202,9 @@ def draw_panel(axes: plt.Axes, values: pd.DataFrame, labels: pd.DataFrame, state
 
 
 def draw_pairs(values: pd.DataFrame, labels: pd.DataFrame, states: pd.DataFrame, title: str, header: str,
-               colorbar_label: str, legend: dict[str, str], **colour) -> plt.Figure:
-    """operators × (operators + 'mean') cells in one figure (draw_panel), with the legend of the marks used."""
+               colorbar_label: str, legend: dict[str, str], outlines: list[tuple[int, int, str]] = (), **colour) -> plt.Figure:
+    """operators × (operators + 'mean') cells in one figure (draw_panel), with the legend of the marks used;
+    `outlines` (row, column, 'best' | 'tied') are drawn around their cells (outline_cells)."""
     n_ops = len(values)
     side = 0.95 * (max(n_ops, 4) + 1)
     figure = plt.figure(figsize=(side + 2.6, side * 0.82 + 1.9))
@@ -176,16 +212,42 @@ def draw_pairs(values: pd.DataFrame, labels: pd.DataFrame, states: pd.DataFrame,
     axes, bar_axes = figure.add_subplot(grid[0]), figure.add_subplot(grid[1])
     draw_panel(axes, values, labels, states, bar_axes, colorbar_label, **colour)
     axes.axvline(n_ops, color="white", linewidth=6)  # the row-mean column stands apart
+    outline_cells(axes, outlines)
     axes.set_xlabel("2nd transformation", fontsize=11)
     axes.set_ylabel("1st transformation", fontsize=11)
     axes.set_title(title, fontsize=12, pad=10, loc="center")
     footer(figure, header, chars_per_inch=13, fontsize=7.5, bottom=0.02)
-    handles = legend_handles(legend, [states])
+    handles = legend_handles(legend, [states]) + outline_handles(outlines)
     if handles:
         axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.085), ncol=len(handles), frameon=False,
                     fontsize=8.5)
     figure.subplots_adjust(left=0.13, right=0.9, top=0.9, bottom=0.17)
     return figure
+
+
+OUTLINE_WIDTH = {"best": 2.6, "tied": 1.0}
+OUTLINE_LEGEND = {"best": "best cell",
+                  "tied": f"≈ not told apart from the best (paired t-test, Holm-corrected p ≥ {ALPHA:g})"}
+
+
+def outlines_of(table: PairTable) -> list[tuple[int, int, str]]:
+    """(row, column, 'best' | 'tied') of the cells the heatmap outlines."""
+    ops = table.operators
+    return [(i, j, table.mark(a, b)) for i, a in enumerate(ops) for j, b in enumerate(ops) if table.mark(a, b) in OUTLINE_WIDTH]
+
+
+def outline_cells(axes: plt.Axes, outlines: list[tuple[int, int, str]]) -> None:
+    """A black outline inside each marked cell: thick around the best cell, thin around those tied with it."""
+    inset = 0.06  # in cells: inside the white grid lines and the row-mean column's separator
+    for i, j, kind in outlines:
+        axes.add_patch(Rectangle((j + inset, i + inset), 1 - 2 * inset, 1 - 2 * inset, fill=False, edgecolor="black",
+                                 linewidth=OUTLINE_WIDTH[kind], zorder=4))
+
+
+def outline_handles(outlines: list[tuple[int, int, str]]) -> list:
+    kinds = {kind for _, _, kind in outlines}
+    return [Patch(facecolor="none", edgecolor="black", linewidth=OUTLINE_WIDTH[kind], label=label)
+            for kind, label in OUTLINE_LEGEND.items() if kind in kinds]
 
 
 def legend_handles(legend: dict[str, str], states: list[pd.DataFrame]) -> list:
@@ -212,8 +274,8 @@ def heatmap_frames(table: PairTable) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
     ops, typical = table.operators, table.typical_n()
     columns = ops + ["mean"]
     values = pd.concat([table.mean, table.row_mean.rename("mean")], axis=1)
-    labels = pd.DataFrame([[cell_label(table.cell(a, b), typical) for b in ops] + [table.row_mean_text(a) or "missing"]
-                           for a in ops], index=ops, columns=columns)
+    labels = pd.DataFrame([[cell_label(table.cell(a, b), typical, table.mark(a, b)) for b in ops]
+                           + [table.row_mean_text(a) or "missing"] for a in ops], index=ops, columns=columns)
     states = pd.DataFrame([[table.cell(a, b).state for b in ops] + ["ok" if table.row_mean_text(a) else "missing"]
                            for a in ops], index=ops, columns=columns)
     return values, labels, states
@@ -229,7 +291,7 @@ def draw_heatmap(table: PairTable, title: str, header: str, metric: str = "linea
     values, labels, states = heatmap_frames(table)
     low, high = vrange or value_range([table])
     return draw_pairs(values, labels, states, title, row_mean_note([table]) + header, metric_label(metric),
-                      HEATMAP_LEGEND, cmap="viridis", vmin=low, vmax=high)
+                      HEATMAP_LEGEND, outlines_of(table), cmap="viridis", vmin=low, vmax=high)
 
 
 MAX_PANELS_PER_ROW = 4
@@ -261,6 +323,7 @@ def draw_method_heatmaps(tables: list[tuple[str, PairTable]], title: str, header
         draw_panel(axes, values, labels, states, bar_axes if index == 0 else None, metric_label(metric), fontsize=8.5,
                    cmap="viridis", vmin=low, vmax=high)
         axes.axvline(len(table.operators), color="white", linewidth=5)  # the row-mean column stands apart
+        outline_cells(axes, outlines_of(table))
         axes.set_title(label, fontsize=11.5, pad=6)
         axes.set_xlabel("2nd transformation" if row == rows - 1 or index + cols >= len(tables) else "", fontsize=10)
         axes.set_ylabel("1st transformation" if col == 0 else "", fontsize=10)
@@ -269,7 +332,7 @@ def draw_method_heatmaps(tables: list[tuple[str, PairTable]], title: str, header
     inches = figure.get_figheight()
     figure.suptitle(title, fontsize=12.5, y=1 - 0.25 / inches, va="top")
     footer(figure, row_mean_note([t for _, t in tables]) + header, chars_per_inch=13, fontsize=7.5, bottom=0.1 / inches)
-    handles = legend_handles(HEATMAP_LEGEND, all_states)
+    handles = legend_handles(HEATMAP_LEGEND, all_states) + outline_handles([o for _, t in tables for o in outlines_of(t)])
     if handles:
         figure.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.45 / inches), ncol=len(handles),
                       frameon=False, fontsize=8.5)
@@ -282,29 +345,85 @@ def draw_method_heatmaps(tables: list[tuple[str, PairTable]], title: str, header
 # ------------------------------------------------------------------------------------------ files
 
 
-def table_markdown(table: PairTable) -> str:
+def marks_legend(family: int) -> str:
+    return (f"**bold**: the best cell; ≈: not told apart from it (paired t-test over the seeds both have, Holm-corrected "
+            f"over the {family} comparisons with the best cell in this report, p ≥ {ALPHA:g}); a cell sharing fewer than "
+            "2 seeds with the best is not tested (heatmap.csv: vs_best).")
+
+
+def marked_text(table: PairTable, first: str, second: str) -> str:
+    """The cell's text, bold for the best cell, after '≈ ' for a cell not told apart from it."""
+    text, mark = table.cell(first, second).text(), table.mark(first, second)
+    return f"**{text}**" if mark == "best" else (f"≈ {text}" if mark == "tied" else text)
+
+
+def table_markdown(table: PairTable, family: int = 0) -> str:
+    """Markdown rows of the pair table with the marks, then the legends of the numbers, the marks and collapsed cells."""
+    from ablate.report.tables import INTERVAL_LEGEND
+
     ops = table.operators
     lines = ["| 1st \\ 2nd | " + " | ".join(ops) + " | row mean |", "|---" * (len(ops) + 2) + "|"]
     for first in ops:
-        cells = [table.cell(first, second).text() for second in ops]
+        cells = [marked_text(table, first, second) for second in ops]
         cells.append(table.row_mean_text(first) or MISSING)
         lines.append(f"| {first} | " + " | ".join(cells) + " |")
+    lines += ["", INTERVAL_LEGEND + "; row mean: the mean of the row's cell means."]
+    if table.view is not None and table.view.best is not None:
+        lines.append(marks_legend(family))
     if table.any_collapsed:
-        lines += ["", COLLAPSE_LEGEND]
+        lines.append(COLLAPSE_LEGEND)
     return "\n".join(lines) + "\n"
 
 
+BEST_COLUMNS = ["vs_best", "diff_from_best", "pairs", "p_t", "p_sign_flip", "p_t_holm", "p_sign_flip_holm"]
+
+
 def table_csv(table: PairTable, collapsed: bool = False) -> pd.DataFrame:
-    """Long format: one row per cell with mean, std and n (cells without a result have n = 0), and with
-    `collapsed` (how many of the cell's runs collapsed) when the results have the collapse diagnostic."""
-    columns = ["first", "second", "mean", "std", "n"] + (["collapsed"] if collapsed else [])
+    """Long format: one row per cell with mean, std, the 95 % interval (ci_low, ci_high) and n (cells without a
+    result have n = 0), `collapsed` (how many of the cell's runs collapsed) when the results have the collapse
+    diagnostic, and the cell against the best: vs_best (best | tied | differs | not enough seeds), the mean and
+    number of the paired differences, the raw and Holm-corrected p of the paired t-test and the sign-flip test."""
+    columns = ["first", "second", "mean", "std", "ci_low", "ci_high", "n"] + (["collapsed"] if collapsed else []) + BEST_COLUMNS
     rows = []
+    nan = float("nan")
     for first in table.operators:
         for second in table.operators:
             cell = table.cell(first, second)
-            rows.append({"first": first, "second": second, "mean": cell.mean, "std": cell.std, "n": cell.n,
-                         "collapsed": cell.collapsed})
+            low, high = cell.interval
+            comparison = table.view.versus_best.get((first, second)) if table.view is not None else None
+            test = comparison.test if comparison is not None else None
+            rows.append({"first": first, "second": second, "mean": cell.mean, "std": cell.std, "ci_low": low, "ci_high": high,
+                         "n": cell.n, "collapsed": cell.collapsed, "vs_best": table.mark(first, second),
+                         "diff_from_best": test.mean if test else nan, "pairs": test.n if test else 0,
+                         "p_t": test.t_p if test else nan, "p_sign_flip": test.sign_flip_p if test else nan,
+                         "p_t_holm": comparison.t_p_holm if test else nan,
+                         "p_sign_flip_holm": comparison.sign_flip_p_holm if test else nan})
     return pd.DataFrame(rows, columns=columns)
+
+
+def table_latex(table: PairTable, family: int) -> str:
+    """The pair table as a booktabs table (heatmap.tex): the same numbers, intervals and marks as heatmap.md."""
+    view = table.view
+
+    def text(first: str, second: str) -> str:
+        if second == ROW_MEAN:
+            mean = table.row_mean_text(first)
+            return "---" if mean is None else f"${mean.rstrip('*')}${'*' if mean.endswith('*') else ''}"
+        return latex_cell(table.cell(first, second), table.mark(first, second))
+
+    legend = ["mean $\\pm$ std over seeds [95\\,\\% interval of the mean, Student $t$] (n runs); --- no completed run"]
+    if view.best is not None:
+        legend.append("bold: the best cell; $\\approx$: not told apart from it (paired $t$-test over shared seeds, "
+                      f"Holm-corrected over the {family} comparisons with the best cell, $p \\geq {ALPHA:g}$)")
+    if any(not table.row_complete(op) and not np.isnan(table.row_mean[op]) for op in table.operators):
+        legend.append("* row mean over the cells with a result")
+    if table.any_collapsed:
+        legend.append("collapsed k/n: k of the n runs collapsed")
+    caption = f"{latex_escape(view.title)}: " + "; ".join(legend) + "."
+    return to_latex(view, text, caption, extra_cols=[ROW_MEAN])
+
+
+ROW_MEAN = "row mean"
 
 
 # ------------------------------------------------------------------------------------------ compare
@@ -425,6 +544,8 @@ class HeatmapReport:
         return is_pair_grid(grid.frame) and not table1_applies(grid)
 
     def section(self, grid: GridFrame, out: Path, options: ReportOptions) -> Section:
+        from ablate.report.findings import findings_markdown, report_findings, seeds_needed_section
+
         pairs = pair_frame(grid.frame)
         if pairs.empty and not options.operators:
             raise ReportError(f"grid {grid.grid!r} has no run of one operator or an ordered pair to draw")
@@ -442,12 +563,18 @@ class HeatmapReport:
                 section.note += " The methods are drawn side by side on one colour scale."
         if any(table.any_collapsed for _, _, table in tables):
             section.note = (section.note + " " if section.note else "") + COLLAPSE_LEGEND + "."
-        frames, markdown = [], [f"# {grid.grid}: {options.metric}\n\n{header}\n"]
-        for facet, part, table in tables:
-            title = f"{metric_label(options.metric)}: 1st × 2nd transformation ({seed_note(part)})"
-            if facet.values:
-                title += f"\n{facet.label}"
-            body = (table_csv(table, diagnosed), table_markdown(table), pair_html(table, title.replace("\n", " · ")))
+        titles = [f"{metric_label(options.metric)}: 1st × 2nd transformation ({seed_note(part)})"
+                  + (f"\n{facet.label}" if facet.values else "") for facet, part, _ in tables]
+        views = compare_with_best_cells([table for _, _, table in tables], options.metric, [facet for facet, _, _ in tables],
+                                        [title.replace("\n", " · ") for title in titles])
+        family = sum(c.testable for view in views for c in view.versus_best.values())
+        section.findings = report_findings(views)
+        if any(view.best is not None for view in views):
+            section.note = (section.note + " " if section.note else "") + marks_legend(family).replace("**bold**", "Bold")
+        opening = findings_markdown(section.findings)
+        frames, markdown = [], [f"# {grid.grid}: {options.metric}\n\n{header}\n" + (f"\n{opening.rstrip()}\n" if opening else "")]
+        for (facet, part, table), title in zip(tables, titles):
+            body = (table_csv(table, diagnosed), table_markdown(table, family), pair_html(table, title.replace("\n", " · ")))
             if side_by_side:
                 add_facet_tables(section, frames, markdown, facet, *body)
             else:
@@ -460,7 +587,13 @@ class HeatmapReport:
                 panels = [(method_label(dict(facet.values)["method"]), table) for facet, _, table in group]
                 add_figure(section, draw_method_heatmaps(panels, title, header, options.metric, vrange),
                            out / f"heatmap-methods{rest.suffix}", title)
+        if options.seeds_needed:
+            seeds = seeds_needed_section(views, options.seeds_needed, "best")
+            markdown.append(seeds.markdown)
+            section.seeds_needed = seeds.lines
         write_section_tables(section, out / "heatmap", frames, markdown)
+        section.files.append(write_text(out / "heatmap.tex", f"% {header}\n% needs \\usepackage{{booktabs}}\n"
+                                        + "\n".join(table_latex(table, family) for _, _, table in tables)))
         return section
 
 
@@ -475,12 +608,16 @@ def group_by_method(tables: list[tuple[Facet, pd.DataFrame, PairTable]]) -> dict
 
 
 def pair_html(table: PairTable, caption: str) -> str:
-    from ablate.report.tables import html_table
-
     rows = []
     for first in table.operators:
-        cells = [(table.cell(first, second).text(), table.cell(first, second).state) for second in table.operators]
+        cells = [pair_html_cell(table, first, second) for second in table.operators]
         mean = table.row_mean_text(first)
         cells.append(("—", "missing") if mean is None else (mean, "ok"))
         rows.append((first, cells))
     return html_table("1st \\ 2nd", table.operators + ["row mean"], rows, caption)
+
+
+def pair_html_cell(table: PairTable, first: str, second: str) -> tuple[str, str]:
+    """(text, class): '≈ ' before a cell not told apart from the best; the best cell's class adds 'best' (bold, outlined)."""
+    cell, mark = table.cell(first, second), table.mark(first, second)
+    return ("≈ " if mark == "tied" else "") + cell.text(), cell.state + (" best" if mark == "best" else "")

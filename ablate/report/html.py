@@ -1,4 +1,4 @@
-"""One self-contained HTML page per report: header, figures as base64 PNG data URIs, HTML tables.
+"""One self-contained HTML page per report: header, findings, figures as base64 PNG data URIs, HTML tables.
 
 Nothing on the page is fetched: no scripts, no fonts, no external style sheets or images, so it opens
 the same offline, from a mail attachment or from a cluster's file browser.
@@ -34,6 +34,9 @@ td.missing { color: #777; background: repeating-linear-gradient(45deg, #fff, #ff
 td.failed { color: #c0392b; background: repeating-linear-gradient(45deg, #fff, #fff 4px, #f6d5d1 4px, #f6d5d1 8px); }
 td.only { color: #7d3c98; background: repeating-linear-gradient(-45deg, #fff, #fff 4px, #eadcf0 4px, #eadcf0 8px); }
 .files { font-size: 0.85em; color: #555; }
+.findings { margin: 12px 0; }
+.findings p { margin: 6px 0; }
+td.best { font-weight: 700; box-shadow: inset 0 0 0 2px #333; }
 """
 # Added only to pages with a collapsed cell, so that the pages of grids without one stay as they were.
 COLLAPSED_STYLE = """td.collapsed { color: #a04000; background: radial-gradient(#f0b27a 1.2px, #fff 1.6px) 0 0 / 6px 6px; }
@@ -50,6 +53,8 @@ class Section:
     files: list[Path] = field(default_factory=list)  # every file written for this section
     note: str = ""
     tables_first: bool = False  # Table 1: the table is the result, the chart a reading aid
+    findings: list[str] = field(default_factory=list)  # paragraphs in words (ablate.report.findings), open the page
+    seeds_needed: list[str] = field(default_factory=list)  # --seeds-needed: lines the command prints
 
 
 def data_uri(png: Path) -> str:
@@ -68,6 +73,7 @@ def render_page(title: str, header: str, counts: dict[str, str], sections: list[
         ) + "</div>",
         f"<div>{html.escape(header)}</div></div>",
     ]
+    parts += findings_block(sections)
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.note:
@@ -82,6 +88,18 @@ def render_page(title: str, header: str, counts: dict[str, str], sections: list[
             parts.append(f'<p class="files">Files: {links}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def findings_block(sections: list[Section]) -> list[str]:
+    """The sections' findings as the page's opening paragraphs, each after its section's title where there are several."""
+    with_findings = [section for section in sections if section.findings]
+    if not with_findings:
+        return []
+    paragraphs = []
+    for section in with_findings:
+        title = f"<b>{html.escape(section.title)}.</b> " if len(with_findings) > 1 else ""
+        paragraphs += [f"<p>{title}{html.escape(text)}</p>" for text in section.findings]
+    return ['<div class="findings"><h2>Findings</h2>' + "".join(paragraphs) + "</div>"]
 
 
 def has_collapsed(sections: list[Section]) -> bool:

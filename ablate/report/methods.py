@@ -8,7 +8,10 @@ in ablate's other tables, and each cell's change from its method's reference col
 pipeline": the first column in the grid file's order, or `--baseline LABEL`):
 
     Δ = mean(cell) − mean(reference cell of the same method),  ± the std over seeds of the per-seed
-    differences (seeds of one grid are paired: same seed, same data order and initial weights).
+    differences (seeds of one grid are paired: same seed, same data order and initial weights),
+
+with the paired t-test and the exact sign-flip test of those differences, Holm-corrected over the
+report's comparisons (ablate.report.tables.attach_comparisons, ablate.report.stats).
 
 Δ is per method on purpose: methods differ in accuracy, the question is which augmentation each one
 needs (SimCLR needs colour distortion badly; BYOL is reported to need it less, Grill et al. 2020, §5).
@@ -36,14 +39,17 @@ import pandas as pd
 
 from ablate.config import OPERATORS
 from ablate.report.data import (
-    MISSING, Cell, GridFrame, ReportError, check_axis, collect_cells, format_value, has_method_axis, hashable, method_label,
-    method_sort_key, metric_label, numeric_metric, sort_key, split_facets, varying_axes,
+    GridFrame, ReportError, check_axis, collect_cells, format_value, has_method_axis, hashable, method_label,
+    method_sort_key, metric_label, sort_key, split_facets, varying_axes,
 )
 from ablate.report.files import add_figure, seed_note, write_text
 from ablate.report.heatmap import HEATMAP_LEGEND, cell_label, draw_panel, is_pair_grid, legend_handles
 from ablate.report.html import Section
 from ablate.report.plots import footer
-from ablate.report.tables import CellTable, html_table, latex_escape, to_frame, to_html, to_latex, to_markdown
+from ablate.report.tables import (
+    CellTable, Delta, attach_comparisons, delta_html, delta_latex, delta_markdown, numeric_value, report_markdown, tested,
+    to_frame, to_html, to_latex, to_markdown,
+)
 
 if TYPE_CHECKING:
     from ablate.report.build import ReportOptions
@@ -136,120 +142,40 @@ def column_order(frame: pd.DataFrame, axis: ColumnAxis) -> list[tuple]:
     return sorted(first_seen, key=lambda key: (first_seen[key], axis.sort_key(key)))
 
 
-def reference_column(columns: list[tuple], axis: ColumnAxis, baseline: str | None) -> tuple:
-    """The column Δ is measured from: the one labelled `baseline`, or the first."""
-    if baseline is None:
-        return columns[0]
-    labels = {axis.label(key): key for key in columns}
-    if baseline in labels:
-        return labels[baseline]
-    known = ", ".join(repr(label) for label in labels)
-    raise ReportError(f"--baseline {baseline!r}: no column of the methods report ({axis.name}) is labelled so; "
-                      f"columns: {known}")
-
-
 # ------------------------------------------------------------------------------------------- cells
 
 
 @dataclass
-class Delta:
-    """A cell's change from its method's reference cell."""
-
-    cell: Cell
-    reference: Cell
-    per_seed: list[float]  # cell − reference for each seed both have
-    is_reference: bool = False
-
-    @property
-    def state(self) -> str:
-        if self.is_reference:
-            return "reference"
-        if not self.cell.n:
-            return self.cell.state  # missing | failed
-        if not self.reference.n:
-            return "missing"
-        return "collapsed" if self.cell.collapsed or self.reference.collapsed else "ok"
-
-    @property
-    def value(self) -> float:
-        if self.is_reference and self.cell.n:
-            return 0.0
-        return self.cell.mean - self.reference.mean if self.cell.n and self.reference.n else float("nan")
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.per_seed, ddof=1)) if len(self.per_seed) > 1 and not self.is_reference else float("nan")
-
-    def number(self, separator: str = " ± ") -> str:
-        return f"{self.value:+.1f}" + ("" if np.isnan(self.std) else f"{separator}{self.std:.1f}")
-
-    def text(self) -> str:
-        """'-2.2 ± 0.5', 'ref.', '-48.0 ± 1.0 (collapsed)', '—', '— (no reference)'."""
-        state = self.state
-        if state == "reference":
-            return "ref." if self.cell.n else MISSING
-        if state in ("missing", "failed"):
-            return MISSING + (" (no reference)" if self.cell.n else "")
-        return self.number() + (" (collapsed)" if state == "collapsed" else "")
-
-    def label(self) -> str:
-        """The figure's annotation: as text() on two lines."""
-        state = self.state
-        if state == "reference":
-            return "ref." if self.cell.n else "missing"
-        if state in ("missing", "failed"):
-            return "no ref." if self.cell.n else state
-        number = self.number("\n±")
-        return f"collapsed\n{self.value:+.1f}" if state == "collapsed" else number
-
-
-@dataclass
 class MethodsTable:
-    """methods × columns cells of one facet, and each cell's Δ from its method's reference column."""
+    """methods × columns cells of one facet; `cells` holds each cell's paired comparison with its method's
+    reference column (ablate.report.tables.attach_comparisons)."""
 
     cells: CellTable
     axis: ColumnAxis
-    reference: tuple
-    seeds: dict[tuple[Any, tuple], dict[Any, float]]  # (method, column) -> {seed: value}
     runs: pd.DataFrame  # the facet's runs
 
     def delta(self, method: Any, column: tuple) -> Delta:
-        cell, reference = self.cells.cell(method, column), self.cells.cell(method, self.reference)
-        mine, theirs = self.seeds.get((method, column), {}), self.seeds.get((method, self.reference), {})
-        shared = sorted(set(mine) & set(theirs), key=sort_key)
-        return Delta(cell, reference, [mine[s] - theirs[s] for s in shared], column == self.reference)
+        return self.cells.delta(method, column)
+
+    @property
+    def reference(self) -> tuple:
+        return self.cells.reference
 
     @property
     def reference_label(self) -> str:
         return self.axis.label(self.reference)
-
-    def delta_table(self) -> CellTable:
-        """The same rows and columns for the Δ writers (texts come from delta(); no cells of its own)."""
-        title = f"Δ {metric_label(self.cells.metric)} from {self.reference_label}, per method" + facet_note(self.cells)
-        return CellTable(title, self.cells.row_axis, self.cells.col_axis, self.cells.rows, self.cells.cols, {},
-                         self.cells.metric, self.cells.facet, self.cells.row_label, self.cells.col_label)
 
 
 def facet_note(table: CellTable) -> str:
     return f" ({table.facet.label})" if table.facet.values else ""
 
 
-def seed_values(frame: pd.DataFrame, metric: str, axis: ColumnAxis) -> dict[tuple[Any, tuple], dict[Any, float]]:
-    """Each completed run's value by (method, column) and seed (the mean where a seed has two runs)."""
-    values = numeric_metric(frame, metric)
-    found: dict[tuple[Any, tuple], dict[Any, list[float]]] = {}
-    for index, run in frame[frame["status"] == "completed"].iterrows():
-        if np.isfinite(values.loc[index]):
-            seeds = found.setdefault((run["method"], axis.key(run)), {})
-            seeds.setdefault(hashable(run.get("seed")), []).append(float(values.loc[index]))
-    return {key: {seed: float(np.mean(v)) for seed, v in seeds.items()} for key, seeds in found.items()}
-
-
 def methods_tables(grid: GridFrame, metric: str, axis: ColumnAxis, baseline: str | None) -> list[MethodsTable]:
-    """One MethodsTable per combination of the axes that vary besides the methods and the columns."""
+    """One MethodsTable per combination of the axes that vary besides the methods and the columns; the reference
+    column is the one labelled `baseline` (else each table's first column in the grid's order); the paired
+    comparisons are Holm-corrected over all tables."""
     frame = grid.frame
     order = column_order(frame, axis)
-    reference = reference_column(order, axis, baseline)
     tables = []
     for facet, part in split_facets(frame, ("method", *axis.fields)):
         cells = collect_cells(part, metric, lambda run: run["method"], axis.key)
@@ -257,54 +183,35 @@ def methods_tables(grid: GridFrame, metric: str, axis: ColumnAxis, baseline: str
         rows = sorted({key[0] for key in cells}, key=method_sort_key)
         title = f"{metric_label(metric)} by method × {axis.name}" + (f" ({facet.label})" if facet.values else "")
         table = CellTable(title, "method", axis.name, rows, [c for c in order if c in present], cells, metric, facet,
-                          row_label=method_label, col_label=axis.label)
-        tables.append(MethodsTable(table, axis, reference, seed_values(part, metric, axis), part))
+                          row_label=method_label, col_label=axis.label, trend_x=numeric_column(axis),
+                          name_of=lambda method, column: f"{method_label(method)} with {axis.label(column)}")
+        tables.append(MethodsTable(table, axis, part))
+    attach_comparisons([t.cells for t in tables], baseline)
     return tables
+
+
+def numeric_column(axis: ColumnAxis) -> Callable[[tuple], float | None] | None:
+    """A column's number for the findings' trend when the column axis is one numeric field (e.g. --cols
+    train.batch_size); None for pipelines and mappings."""
+    if len(axis.fields) != 1 or axis.fields[0] in PIPELINE_FIELDS:
+        return None
+    return lambda key: numeric_value(key[0])
 
 
 # ------------------------------------------------------------------------------------------ writing
 
 
-def delta_latex(delta: Delta) -> str:
-    state = delta.state
-    if state == "reference":
-        return "ref." if delta.cell.n else "---"
-    if state in ("missing", "failed"):
-        return "---" + (" (no reference)" if delta.cell.n else "")
-    number = f"${delta.value:+.1f}" + ("$" if np.isnan(delta.std) else f" \\pm {delta.std:.1f}$")
-    return number + (" {\\scriptsize (collapsed)}" if state == "collapsed" else "")
+def methods_markdown(table: MethodsTable, family: int) -> str:
+    return to_markdown(table.cells) + "\n" + delta_markdown(table.cells, family)
 
 
-def methods_markdown(table: MethodsTable) -> str:
-    deltas = table.delta_table()
-    return (to_markdown(table.cells) + "\n" + to_markdown(deltas, lambda row, col: table.delta(row, col).text())
-            + "\n" + DELTA_LEGEND + "\n")
-
-
-def methods_latex(table: MethodsTable) -> str:
-    deltas = table.delta_table()
-    caption = (f"{latex_escape(deltas.title)}: each method's mean minus its mean in the reference column, $\\pm$ the std "
-               "over seeds of the per-seed differences; --- no value.")
-    return to_latex(table.cells) + "\n" + to_latex(deltas, lambda row, col: delta_latex(table.delta(row, col)), caption)
+def methods_latex(table: MethodsTable, family: int) -> str:
+    return to_latex(table.cells) + "\n" + delta_latex(table.cells, family)
 
 
 def methods_frame(tables: list[MethodsTable]) -> pd.DataFrame:
-    """to_frame's long format (one line per cell, rows then columns) plus the reference column and Δ."""
-    frame = to_frame([t.cells for t in tables])
-    deltas = [(t, t.delta(row, col)) for t in tables for row in t.cells.rows for col in t.cells.cols]
-    frame["reference"] = [t.reference_label for t, _ in deltas]
-    frame["delta"] = [d.value for _, d in deltas]
-    frame["delta_std"] = [d.std for _, d in deltas]
-    frame["delta_seeds"] = [0 if d.is_reference else len(d.per_seed) for _, d in deltas]
-    return frame
-
-
-def delta_html(table: MethodsTable) -> str:
-    state_class = {"reference": "ok", "ok": "ok", "collapsed": "collapsed", "missing": "missing", "failed": "failed"}
-    rows = [(method_label(row), [(table.delta(row, col).text(), state_class[table.delta(row, col).state])
-                                 for col in table.cells.cols]) for row in table.cells.rows]
-    return html_table(f"Method \\ {table.axis.name}", [table.axis.label(c) for c in table.cells.cols], rows,
-                      table.delta_table().title)
+    """to_frame's long format: one line per cell (rows then columns) with its comparison with the reference column."""
+    return to_frame([t.cells for t in tables])
 
 
 # ------------------------------------------------------------------------------------------ drawing
@@ -406,10 +313,16 @@ class MethodsReport:
     """
 
     def applies(self, grid: GridFrame, options: ReportOptions) -> bool:
-        methods = has_method_axis(grid.frame)
-        return bool(options.baseline) or (methods and (bool(options.cols) or not is_pair_grid(grid.frame)))
+        return has_method_axis(grid.frame) and (bool(options.cols) or not is_pair_grid(grid.frame))
+
+    def baseline_columns(self, grid: GridFrame, options: ReportOptions) -> tuple[str, list[str]]:
+        """What --baseline can name here: (how the report is called, its column labels in the grid's order)."""
+        axis = column_axis(grid, options.cols)
+        return f"the methods report ({axis.name})", [axis.label(key) for key in column_order(grid.frame, axis)]
 
     def section(self, grid: GridFrame, out: Path, options: ReportOptions) -> Section:
+        from ablate.report.findings import report_findings, seeds_needed_section
+
         if not has_method_axis(grid.frame):
             raise ReportError(f"grid {grid.grid!r} has fewer than two methods; the methods report compares methods "
                               "(give the grid a `method` axis)")
@@ -419,7 +332,8 @@ class MethodsReport:
         header = grid.header()
         section = Section(f"Methods × {axis.name}: {metric_label(options.metric)} and Δ from the reference column",
                           tables_first=True)
-        notes = [f"Δ from {tables[0].reference_label} (give another reference with --baseline LABEL)."]
+        notes = [f"Δ from {tables[0].reference_label} (give another reference with --baseline LABEL)."
+                 + "".join(f" {t.cells.reference_note}." for t in tables[:1] if t.cells.reference_note)]
         if any(t.cells.facet.values for t in tables):
             notes.append(f"One table per value of {', '.join(a for a, _ in tables[0].cells.facet.values)} (not averaged).")
         section.note = " ".join(notes)
@@ -427,10 +341,16 @@ class MethodsReport:
             title = table.cells.title + f" ({seed_note(table.runs)})"
             add_figure(section, draw_methods(table, title, header, vrange, bound), out / f"{STEM}{table.cells.facet.suffix}",
                        title)
-            section.tables += [to_html(table.cells), delta_html(table)]
-        section.files.append(write_text(out / f"{STEM}.md", f"# {grid.grid}\n\n{header}\n\n"
-                                        + "\n".join(methods_markdown(t) for t in tables)))
+            section.tables += [to_html(table.cells), delta_html(table.cells)]
+        cells = [t.cells for t in tables]
+        family = tested(cells)
+        section.findings = report_findings(cells)
+        seeds = seeds_needed_section(cells, options.seeds_needed, "reference") if options.seeds_needed else None
+        section.seeds_needed = seeds.lines if seeds else []
+        body = "\n".join(methods_markdown(t, family) for t in tables)
+        section.files.append(write_text(out / f"{STEM}.md", report_markdown(grid, header, section.findings, body,
+                                                                             seeds.markdown if seeds else "")))
         section.files.append(write_text(out / f"{STEM}.tex", f"% {header}\n% needs \\usepackage{{booktabs}}\n"
-                                        + "\n".join(methods_latex(t) for t in tables)))
+                                        + "\n".join(methods_latex(t, family) for t in tables)))
         section.files.append(write_text(out / f"{STEM}.csv", methods_frame(tables).to_csv(index=False)))
         return section

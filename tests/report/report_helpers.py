@@ -89,3 +89,39 @@ def distinct_colours(pixels: np.ndarray) -> int:
     """Number of distinct RGB colours in an (..., 3) uint8 array."""
     flat = pixels.reshape(-1, 3).astype(np.int32)
     return len(np.unique((flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]))
+
+
+# Student t quantiles t(0.975, df) as published to 15 significant digits (R: qt(0.975, df)); t tables give 12.706,
+# 4.303, 3.182, 2.776, 2.262.
+T_975 = {1: 12.7062047361747, 2: 4.30265272974946, 3: 3.18244630528371, 4: 2.77644510519779, 9: 2.26215716279820}
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """The 95 % t interval of the mean, by hand: mean ± t(0.975, n−1) · s/√n."""
+    import statistics
+
+    mean, half = statistics.mean(values), T_975[len(values) - 1] * statistics.stdev(values) / len(values) ** 0.5
+    return mean - half, mean + half
+
+
+def cell_text(values: list[float]) -> str:
+    """How a table cell with these values starts: '85.8 ± 1.3 [82.6, 89.0] (n=3' (its notes may follow)."""
+    import statistics
+
+    low, high = interval(values)
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} [{low:.1f}, {high:.1f}] (n={len(values)}"
+
+
+def markdown_table(text: str, heading: str | None = None) -> tuple[dict[str, list[str]], str]:
+    """({row label: [cell texts]}, header line) of the first Markdown table after the line starting with `heading`
+    (after the start of the text when None)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading)) if heading else 0
+    head = next(i for i in range(start, len(lines)) if lines[i].startswith("| "))
+    rows = {}
+    for line in lines[head + 2:]:
+        if not line.startswith("| "):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows, lines[head]

@@ -80,7 +80,7 @@ def test_table_pivot_and_compare_from_the_cli(project, capsys):
     (["report", "--compare", "g", "nope"], "ablate: no results for grid 'nope'"),
     # --cols alone lays out the methods report; on a grid of one method it is still half a pivot
     (["report", "--grid", "g", "--cols", "seed"], "ablate: a pivot needs both --rows AXIS and --cols AXIS"),
-    (["report", "--grid", "g", "--baseline", "crop"], "ablate: grid 'g' has fewer than two methods"),
+    (["report", "--grid", "g", "--baseline", "crop"], "ablate: --baseline 'crop': no report of grid 'g' has columns"),
 ])
 def test_bad_input_is_one_line_and_exit_2(project, capsys, argv, message):
     assert main(argv) == 2

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from report_helpers import (PAPER_OPS, distinct_colours, make_result, make_spec, ordered_pairs, pair_grid, pair_value, run_id,
-                            with_collapse, write_results)
+from report_helpers import (PAPER_OPS, cell_text, distinct_colours, interval, make_result, make_spec, markdown_table,
+                            ordered_pairs, pair_grid, pair_value, run_id, with_collapse, write_results)
 
 import ablate.report.heatmap as heatmap
 from ablate.report.build import write_report
@@ -38,7 +38,8 @@ def fig5(tmp_path_factory):
 def test_csv_means_stds_and_counts_equal_independent_computation(fig5):
     folder, _, written, _ = fig5
     table = pd.read_csv(folder / "reports" / "fig5" / "heatmap.csv")
-    assert list(table.columns) == ["first", "second", "mean", "std", "n"]
+    assert list(table.columns) == ["first", "second", "mean", "std", "ci_low", "ci_high", "n", "vs_best", "diff_from_best",
+                                   "pairs", "p_t", "p_sign_flip", "p_t_holm", "p_sign_flip_holm"]
     assert len(table) == 49
     for row in table.itertuples():
         values = written.get((row.first, row.second), [])
@@ -47,6 +48,7 @@ def test_csv_means_stds_and_counts_equal_independent_computation(fig5):
             assert row.mean == pytest.approx(statistics.mean(values), abs=1e-9)
         if len(values) > 1:
             assert row.std == pytest.approx(statistics.stdev(values), abs=1e-9)
+            assert (row.ci_low, row.ci_high) == pytest.approx(interval(values), abs=1e-9)
     assert table.loc[(table["first"] == "crop") & (table["second"] == "color"), "mean"].item() == pytest.approx(
         statistics.mean([60.0, 61.5, 59.3]))
 
@@ -56,7 +58,7 @@ def test_rows_and_columns_in_paper_order(fig5):
     table = pd.read_csv(folder / "reports" / "fig5" / "heatmap.csv")
     assert list(dict.fromkeys(table["first"])) == PAPER_OPS
     assert list(table["second"][:7]) == PAPER_OPS
-    header = (folder / "reports" / "fig5" / "heatmap.md").read_text().splitlines()[4]
+    _, header = markdown_table((folder / "reports" / "fig5" / "heatmap.md").read_text())
     assert header == "| 1st \\ 2nd | crop | cutout | color | sobel | noise | blur | rotate | row mean |"
 
 
@@ -136,7 +138,7 @@ def test_method_axis_gives_one_heatmap_per_method_not_an_average(tmp_path):
     assert {"heatmap-methods.png", "heatmap-methods.pdf", "heatmap-methods.svg"} <= names
     assert "heatmap.png" not in names and not any(n.startswith("heatmap--method") for n in names)
     table = pd.read_csv(tmp_path / "reports" / "m" / "heatmap.csv")
-    assert list(table.columns) == ["method", "first", "second", "mean", "std", "n"]
+    assert list(table.columns)[:8] == ["method", "first", "second", "mean", "std", "ci_low", "ci_high", "n"]
     assert len(table) == 8
     for row in table.itertuples():
         values = expected[(row.method, row.first, row.second)]
@@ -344,7 +346,7 @@ def test_a_collapsed_cell_is_hatched_labelled_and_off_the_colour_scale(tmp_path)
     crop_row = [statistics.mean(written[("crop", second)]) for second in ops]
     assert texts[(0, 3)] == f"{statistics.mean(crop_row):.1f}"  # the row mean still counts the collapsed cell's value
     legend = [text.get_text() for text in axes.get_legend().get_texts()]
-    assert legend == ["collapsed (k of n runs; not on the colour scale)"]
+    assert legend == ["collapsed (k of n runs; not on the colour scale)"]  # drawn without comparisons: no outline
 
 
 def test_collapsed_cell_in_heatmap_files_and_older_results_unmarked(tmp_path):
@@ -352,17 +354,18 @@ def test_collapsed_cell_in_heatmap_files_and_older_results_unmarked(tmp_path):
     write_report(tmp_path / "results", "col", tmp_path / "reports", "heatmap")
     out = tmp_path / "reports" / "col"
     table = pd.read_csv(out / "heatmap.csv")
-    assert list(table.columns) == ["first", "second", "mean", "std", "n", "collapsed"]
-    assert table.loc[table["collapsed"] > 0, ["first", "second", "collapsed"]].values.tolist() == [["crop", "blur", 1]]
+    assert list(table.columns)[:8] == ["first", "second", "mean", "std", "ci_low", "ci_high", "n", "collapsed"]
+    assert table.loc[table["collapsed"] > 0, ["first", "second", "collapsed", "vs_best"]].values.tolist() == [
+        ["crop", "blur", 1, "collapsed"]]  # not compared with the best: its number is no ordinary one
     values = written[("crop", "blur")]
     markdown = (out / "heatmap.md").read_text()
-    assert f"| {statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n=2, collapsed 1/2) |" in markdown
+    assert f"| {cell_text(values)}, collapsed 1/2) |" in markdown
     assert markdown.count("collapsed 1/2") == 1 and "collapsed k/n: k of the cell's n completed runs" in markdown
     assert "collapsed" in (out / "heatmap.svg").read_text()
 
     collapse_pair_grid(tmp_path / "old", diagnosed=False)
     write_report(tmp_path / "old", "col", tmp_path / "old-reports", "heatmap")
-    assert list(pd.read_csv(tmp_path / "old-reports" / "col" / "heatmap.csv").columns) == ["first", "second", "mean", "std", "n"]
+    assert "collapsed" not in pd.read_csv(tmp_path / "old-reports" / "col" / "heatmap.csv").columns
     assert "collapsed" not in (tmp_path / "old-reports" / "col" / "heatmap.md").read_text()
     axes = draw_heatmap(pair_table_of(tmp_path / "old", "col"), "title", "header").axes[0]
     assert not [p for p in axes.patches if p.get_hatch()]  # the low cell is drawn as an ordinary cell

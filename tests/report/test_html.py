@@ -5,14 +5,13 @@ import base64
 import html
 import re
 import shutil
-import statistics
 import subprocess
 from io import BytesIO
 
 import numpy as np
 import pytest
 from PIL import Image
-from report_helpers import distinct_colours, pair_grid
+from report_helpers import cell_text, distinct_colours, pair_grid
 
 from ablate.report.build import write_report
 
@@ -49,8 +48,8 @@ def test_page_is_self_contained_with_tables_and_images(page):
     image = Image.open(BytesIO(base64.b64decode(sources[0].split(",", 1)[1])))
     assert image.format == "PNG" and image.size[0] > 800
     crop_color = written[("crop", "color")]
-    cell = f"{statistics.mean(crop_color):.1f} ± {statistics.stdev(crop_color):.1f} (n=2)"
-    assert f'<td class="ok">{cell}</td>' in text
+    assert f'<td class="ok best">{cell_text(crop_color)})</td>' in text  # the best cell (pair_value: crop→color highest)
+    assert text.index('<div class="findings"><h2>Findings</h2><p>Best: crop → color (') < text.index("<h2>Figure 5")
     assert '<td class="missing">— (2 missing)</td>' in text and '<td class="failed">— (2 failed)</td>' in text
     # 9 pairs × 2 seeds planned: blur→crop never ran (2 missing), color→blur failed (2 failed), 14 completed.
     assert "grid web: 14 completed, 2 failed, 2 missing runs; cpu (test, 2 cores) × 16 runs; 8.0 min compute" in text
@@ -84,7 +83,7 @@ def test_page_renders_in_headless_chromium(page, tmp_path):
     assert figure.std() > 30 and distinct_colours(figure) > 300
     dom = run_chromium(["--dump-dom", path.as_uri()], tmp_path / "profile-2").stdout
     crop_color = written[("crop", "color")]
-    assert f"{statistics.mean(crop_color):.1f} ± {statistics.stdev(crop_color):.1f} (n=2)" in dom
+    assert cell_text(crop_color) in dom
     assert "— (2 failed)" in dom and "<table>" in dom
     print(f"chromium: screenshot {pixels.shape[1]}x{pixels.shape[0]}, {distinct_colours(pixels)} colours; "
           f"DOM {len(dom)} chars with the crop+color cell")
@@ -104,7 +103,7 @@ def test_a_collapsed_cell_has_its_own_class_and_style(page, tmp_path):
     write_results(tmp_path / "results", "c", results)
     write_report(tmp_path / "results", "c", tmp_path / "reports", "all")
     text = (tmp_path / "reports" / "c" / "index.html").read_text()
-    cell = f"{statistics.mean(crop_color):.1f} ± {statistics.stdev(crop_color):.1f} (n=2, collapsed 1/2)"
+    cell = f"{cell_text(crop_color)}, collapsed 1/2)"
     assert re.findall(r'<td class="collapsed">([^<]*)</td>', text) == [cell]
     assert "td.collapsed {" in text and "collapsed k/n: k of the cell's n completed runs collapsed" in html.unescape(text)
     assert "collapsed" not in page[0].read_text()  # the fixture's page: results without the diagnostic

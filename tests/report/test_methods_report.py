@@ -2,12 +2,13 @@
 column, read back from the written Markdown / CSV / LaTeX and from the figure's Axes; the numbers are
 computed here from the values written into the synthetic results."""
 
+import re
 import statistics
 
 import numpy as np
 import pandas as pd
 import pytest
-from report_helpers import make_result, make_spec, ordered_pairs, pair_value, with_collapse, write_results
+from report_helpers import cell_text, interval, make_result, make_spec, ordered_pairs, pair_value, with_collapse, write_results
 
 from ablate.cli import main
 from ablate.config import load_grid
@@ -76,6 +77,39 @@ def expected_delta(written, method, column, reference):
     return delta, (statistics.stdev(differences) if len(differences) > 1 else None), len(shared)
 
 
+def t_pvalue_by_hand(differences):
+    """Two-sided p of the paired t-test: t = mean(d) / (s_d/√n) in float64 loops, p = 2·P(T_{n−1} > |t|)."""
+    from scipy.stats import t as student
+
+    n = len(differences)
+    mean = sum(differences) / n
+    sd = (sum((d - mean) ** 2 for d in differences) / (n - 1)) ** 0.5
+    return 2 * student.sf(abs(mean / (sd / n ** 0.5)), n - 1)
+
+
+def sign_flip_by_hand(differences):
+    """Share of the 2^n sign patterns whose |Σ ± d_i| reaches the observed |Σ d_i|."""
+    import itertools
+
+    observed = abs(sum(differences))
+    patterns = list(itertools.product([1, -1], repeat=len(differences)))
+    return sum(abs(sum(s * d for s, d in zip(signs, differences))) >= observed - 1e-9 for signs in patterns) / len(patterns)
+
+
+def holm_by_hand(pvalues):
+    """Holm's step-down adjustment: sort, multiply the i-th smallest (from 0) by m − i, keep the running maximum, cap at 1."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def p_text(p):
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 def markdown_rows(text, heading):
     """{row label: [cell texts]} of the Markdown table under `heading` (a prefix of its ### line)."""
     lines = text.splitlines()
@@ -108,7 +142,7 @@ def test_markdown_cells_are_mean_std_n_in_registry_and_grid_order(beyond):
     for method, label in zip(ROWS, LABELS):
         for column, cell in zip(COLUMNS, rows[label]):
             values = list(written[(method, column)].values())
-            assert cell.startswith(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n={len(values)}"), cell
+            assert cell.startswith(cell_text(values)), cell
     assert rows["SimCLR"][1].endswith("(n=2, 1 failed)") and rows["BYOL"][2].endswith("(n=2, 1 missing)")
     assert [(label, c) for label, row in rows.items() for c, cell in zip(COLUMNS, row) if "collapsed" in cell] == [
         ("SimSiam", "crop")]
@@ -121,23 +155,34 @@ def test_deltas_from_the_first_column_equal_independent_computation(beyond):
     text = (folder / "reports" / "beyond" / "methods.md").read_text()
     rows, _ = markdown_rows(text, "Δ linear top-1 (%) from crop+color, per method")
     table = pd.read_csv(folder / "reports" / "beyond" / "methods.csv")
-    assert list(table.columns) == ["method", "augment.ops", "metric", "mean", "std", "n", "failed", "missing", "collapsed",
-                                   "reference", "delta", "delta_std", "delta_seeds"]
+    assert list(table.columns) == ["method", "augment.ops", "metric", "mean", "std", "ci_low", "ci_high", "n", "failed",
+                                   "missing", "collapsed", "reference", "delta", "delta_std", "pairs", "p_t", "p_sign_flip",
+                                   "p_t_holm", "p_sign_flip_holm", "vs_best"]
     assert (table["reference"] == "crop+color").all() and len(table) == 12
+    # the family: every method's every column against its crop+color cell (8 comparisons, all with ≥ 2 shared seeds)
+    family = [(method, column) for method in ROWS for column in COLUMNS[1:]]
+    differences = {key: [written[key][s] - written[(key[0], "crop+color")][s]
+                         for s in sorted(set(written[key]) & set(written[(key[0], "crop+color")]))] for key in family}
+    t_holm = dict(zip(family, holm_by_hand([t_pvalue_by_hand(differences[key]) for key in family])))
+    flip_holm = dict(zip(family, holm_by_hand([sign_flip_by_hand(differences[key]) for key in family])))
     for method, label in zip(ROWS, LABELS):
         assert rows[label][0] == "ref."
         for column, cell in zip(COLUMNS[1:], rows[label][1:]):
             delta, std, shared = expected_delta(written, method, column, "crop+color")
             line = table[(table["method"] == label) & (table["augment.ops"] == column)]
             assert line["delta"].item() == pytest.approx(delta, abs=1e-9)
-            assert line["delta_std"].item() == pytest.approx(std, abs=1e-9) and line["delta_seeds"].item() == shared
-            text = f"{delta:+.1f} ± {std:.1f}" + (" (collapsed)" if (method, column) == ("simsiam", "crop") else "")
-            assert cell == text
+            assert line["delta_std"].item() == pytest.approx(std, abs=1e-9) and line["pairs"].item() == shared
+            assert line["p_t"].item() == pytest.approx(t_pvalue_by_hand(differences[(method, column)]), rel=1e-9)
+            assert line["p_t_holm"].item() == pytest.approx(t_holm[(method, column)], rel=1e-9)
+            assert line["p_sign_flip_holm"].item() == pytest.approx(flip_holm[(method, column)], rel=1e-12)
+            notes = [p_text(t_holm[(method, column)]), f"flip {flip_holm[(method, column)]:.3f}"]
+            notes += ["collapsed"] if (method, column) == ("simsiam", "crop") else []
+            assert cell == f"{delta:+.1f} ± {std:.1f} ({', '.join(notes)})"
         means = table[table["method"] == label].set_index("augment.ops")["mean"]
         assert means["crop+color"] == pytest.approx(statistics.mean(written[(method, "crop+color")].values()))
     assert table.loc[table["collapsed"] > 0, ["method", "augment.ops"]].values.tolist() == [["SimSiam", "crop"]]
     # SimCLR's crop+color+blur has seeds 1, 2 only (seed 0 failed): Δ's std is over those two paired seeds
-    assert table[(table["method"] == "SimCLR") & (table["augment.ops"] == "crop+color+blur")]["delta_seeds"].item() == 2
+    assert table[(table["method"] == "SimCLR") & (table["augment.ops"] == "crop+color+blur")]["pairs"].item() == 2
 
 
 def test_latex_has_both_tables_with_pm_and_the_marks(beyond):
@@ -145,10 +190,11 @@ def test_latex_has_both_tables_with_pm_and_the_marks(beyond):
     tex = (folder / "reports" / "beyond" / "methods.tex").read_text()
     assert tex.count(r"\begin{table}") == 2 and tex.count(r"\toprule") == 2
     values = list(written[("byol", "crop+color+blur")].values())
-    assert f"${statistics.mean(values):.1f} \\pm {statistics.stdev(values):.1f}$ {{\\scriptsize (n=3)}}" in tex
+    low, high = interval(values)
+    assert f"${statistics.mean(values):.1f} \\pm {statistics.stdev(values):.1f}$ {{\\scriptsize [{low:.1f}, {high:.1f}] (n=3)}}" in tex
     delta, std, _ = expected_delta(written, "byol", "crop", "crop+color")
-    assert f"${delta:+.1f} \\pm {std:.1f}$" in tex
-    assert tex.count("collapsed 1/3") == 1 and tex.count("{\\scriptsize (collapsed)}") == 1
+    assert f"${delta:+.1f} \\pm {std:.1f}$ {{\\scriptsize (p" in tex
+    assert tex.count("collapsed 1/3") == 1 and tex.count(", collapsed)}") == 1
     assert "SimCLR & ref." in tex
 
 
@@ -219,7 +265,7 @@ def test_baseline_picks_the_reference_column(tmp_path):
         method = ROWS[LABELS.index(row.method)]
         column = getattr(row, "_2")
         if column == "crop+color+blur":
-            assert row.delta == 0.0 and row.delta_seeds == 0
+            assert row.delta == 0.0 and row.pairs == 0
         else:
             assert row.delta == pytest.approx(expected_delta(written, method, column, "crop+color+blur")[0], abs=1e-9)
 
@@ -249,9 +295,9 @@ def test_all_includes_it_with_an_html_section_and_no_pair_heatmap(beyond):
     page = (folder / "reports" / "beyond" / "index.html").read_text()
     assert "Methods × augment.ops: linear top-1 (%) and Δ from the reference column" in page
     values = list(written[("simsiam", "crop")].values())
-    assert f'<td class="collapsed">{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n=3, collapsed 1/3)</td>' in page
+    assert f'<td class="collapsed">{cell_text(values)}, collapsed 1/3)</td>' in page
     delta, std, _ = expected_delta(written, "simsiam", "crop", "crop+color")
-    assert f'<td class="collapsed">{delta:+.1f} ± {std:.1f} (collapsed)</td>' in page
+    assert re.search(f'<td class="collapsed">{re.escape(f"{delta:+.1f} ± {std:.1f} (p")}[^<]*, collapsed\\)</td>', page)
     assert page.count('<td class="ok">ref.</td>') == 4
 
 
@@ -263,7 +309,11 @@ def test_a_grid_without_a_method_axis_gets_no_methods_report(tmp_path, monkeypat
     assert "Methods ×" not in (tmp_path / "reports" / "one" / "index.html").read_text()
     with pytest.raises(ReportError, match="grid 'one' has fewer than two methods"):
         write_report(tmp_path / "results", "one", tmp_path / "reports", "methods")
-    assert main(["report", "--grid", "one", "--baseline", "crop"]) == 2  # asked for, on a grid it does not fit
+    # --baseline on a grid of one method: the pivot of what it varies takes it
+    assert main(["report", "--grid", "one", "--baseline", "crop"]) == 0
+    pivot = pd.read_csv(tmp_path / "reports" / "one" / "pivot-method-by-augment.ops-linear_top1.csv")
+    assert (pivot["reference"] == "crop").all()
+    assert main(["report", "--grid", "one", "--kind", "methods"]) == 2
     assert capsys.readouterr().err.strip().startswith("ablate: grid 'one' has fewer than two methods")
 
 
@@ -311,7 +361,7 @@ def test_mapping_values_are_labelled_by_the_fields_that_differ_and_cols_picks_an
                     "crop+blur, color_strength=1 |")  # crop_scale and protocol do not differ: not shown
     assert list(rows) == ["SimCLR", "BYOL"]
     values = expected[("byol", 128, "crop+color", 0.5)]
-    assert rows["BYOL"][1] == f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n=2)"
+    assert rows["BYOL"][1] == cell_text(values) + ")"
     assert "(train.batch_size=256)" in text
 
     write_report(tmp_path / "results", "mapped", tmp_path / "reports", "methods", planned=planned, cols="train.batch_size")

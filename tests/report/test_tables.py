@@ -4,7 +4,7 @@ import statistics
 
 import pandas as pd
 import pytest
-from report_helpers import make_result, make_spec, run_id, with_collapse, write_results
+from report_helpers import cell_text, interval, make_result, make_spec, markdown_table, run_id, with_collapse, write_results
 
 from ablate.report.build import write_report
 from ablate.report.data import ReportError
@@ -45,17 +45,15 @@ def table_report(tmp_path_factory):
     return folder / "reports" / "t1", written, paths
 
 
-def expected_text(values):
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (n={len(values)}"
+expected_text = cell_text  # "mean ± std [95 % interval] (n=" computed by hand (report_helpers)
 
 
 def test_markdown_has_paper_columns_rows_and_cells(table_report):
     out, written, _ = table_report
-    lines = (out / "table1.md").read_text().splitlines()
-    head = [line for line in lines if line.startswith("| Method")][0]
+    text = (out / "table1.md").read_text()
+    lines = text.splitlines()
+    rows, head = markdown_table(text, "### linear top-1 (%) by method")
     assert [c.strip() for c in head.strip("|").split("|")][1:] == COLUMNS
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
-            for line in lines if line.startswith("| SimCLR") or line.startswith("| Supervised")}
     assert list(rows) == ["SimCLR", "Supervised"]
     for (method, column), values in written.items():
         cell = rows["SimCLR" if method == "simclr" else "Supervised"][COLUMNS.index(column)]
@@ -68,7 +66,9 @@ def test_markdown_has_paper_columns_rows_and_cells(table_report):
 def test_csv_numbers_equal_independent_computation(table_report):
     out, written, _ = table_report
     table = pd.read_csv(out / "table1.csv")
-    assert list(table.columns) == ["method", "color_distortion", "metric", "mean", "std", "n", "failed", "missing"]
+    assert list(table.columns) == ["method", "color_distortion", "metric", "mean", "std", "ci_low", "ci_high", "n", "failed",
+                                   "missing", "reference", "delta", "delta_std", "pairs", "p_t", "p_sign_flip", "p_t_holm",
+                                   "p_sign_flip_holm", "vs_best"]
     assert len(table) == 12
     for row in table.itertuples():
         method = row.method.lower()
@@ -77,6 +77,8 @@ def test_csv_numbers_equal_independent_computation(table_report):
         if values:
             assert row.mean == pytest.approx(statistics.mean(values))
             assert row.std == pytest.approx(statistics.stdev(values))
+            assert (row.ci_low, row.ci_high) == pytest.approx(interval(values))
+        assert row.reference == "1/8"
     autoaug = table[(table["method"] == "Supervised") & (table["color_distortion"] == "AutoAug")]
     assert autoaug["n"].item() == 0 and autoaug["missing"].item() == 3 and autoaug["mean"].isna().item()
     quarter = table[(table["method"] == "SimCLR") & (table["color_distortion"] == "1/4")]
@@ -90,7 +92,9 @@ def test_latex_is_booktabs_with_pm_and_dashes(table_report):
         assert rule in tex
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
     values = written[("simclr", "1")]
-    assert f"${statistics.mean(values):.1f} \\pm {statistics.stdev(values):.1f}$" in tex
+    low, high = interval(values)
+    assert f"${statistics.mean(values):.1f} \\pm {statistics.stdev(values):.1f}$ {{\\scriptsize [{low:.1f}, {high:.1f}] (n=3)}}" in tex
+    assert tex.count(r"\begin{table}") == 2 and "$\\Delta$ linear top-1 (\\%) from 1/8, per method" in tex
     assert "--- (3 missing)" in tex and "linear top-1 (\\%)" in tex
     assert "1 (+Blur) & AutoAug" in tex
 
@@ -177,13 +181,12 @@ def test_methods_are_named_and_ordered_by_the_registry_unknown_ones_last(tmp_pat
     write_results(root, "m", [make_result(make_spec(["crop", "color"], 0, method, strength), "m", 50.0 + index)
                               for index, method in enumerate(methods) for strength in (0.5, 1.0)])
     write_report(root, "m", tmp_path / "reports", "table")
-    markdown = (tmp_path / "reports" / "m" / "table1.md").read_text().splitlines()
-    labels = [line.split("|")[1].strip() for line in markdown if line.startswith("| ") and "\\" not in line]
+    rows, _ = markdown_table((tmp_path / "reports" / "m" / "table1.md").read_text(), "### linear top-1")
     known = [METHOD_SPECS[name].label for name in ("simclr", "byol", "supervised")]
-    assert labels == known + ["aaa", "zzz"]
+    assert list(rows) == known + ["aaa", "zzz"]
     assert known == ["SimCLR", "BYOL", "Supervised"]
     assert list(METHOD_SPECS).index("byol") < list(METHOD_SPECS).index("supervised")  # the registry's order, not the names'
-    tex = (tmp_path / "reports" / "m" / "table1.tex").read_text()
+    tex = (tmp_path / "reports" / "m" / "table1.tex").read_text().split(r"\end{table}")[0]  # the first table: the means
     assert [line.split(" & ")[0] for line in tex.splitlines() if " & $" in line] == ["SimCLR", "BYOL", "Supervised", "aaa", "zzz"]
     write_report(root, "m", tmp_path / "reports", "table", rows="method", cols="augment.color_strength")
     pivot = pd.read_csv(tmp_path / "reports" / "m" / "pivot-method-by-augment.color_strength-linear_top1.csv")
@@ -200,7 +203,7 @@ def test_a_method_setting_is_a_facet_only_when_it_varies_within_a_method(tmp_pat
     write_results(root, "one", [make_result(s, "one", 60.0) for s in same])
     write_report(root, "one", tmp_path / "reports", "table")
     tex = (tmp_path / "reports" / "one" / "table1.tex").read_text()
-    assert tex.count(r"\begin{table}") == 1 and "temperature" not in tex
+    assert tex.count(r"\begin{table}") == 2 and "temperature" not in tex  # one table of means, one of Δ
 
     swept = [spec("simclr", s, t) for s in (0.5, 1.0) for t in (0.1, 0.5)]
     write_results(root, "swept", [make_result(s, "swept", 40.0 + 100 * s["method"]["temperature"]) for s in swept])
@@ -234,18 +237,19 @@ def test_a_collapsed_run_marks_its_cell_in_markdown_latex_and_csv(tmp_path):
     write_report(tmp_path / "results", "col", tmp_path / "reports", "table")
     out = tmp_path / "reports" / "col"
     lines = (out / "table1.md").read_text().splitlines()
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
-            for line in lines if line.startswith("| SimCLR") or line.startswith("| Supervised")}
+    rows, _ = markdown_table("\n".join(lines), "### linear top-1")
     half = written[("simclr", 0.5)]
-    assert rows["SimCLR"][0] == f"{statistics.mean(half):.1f} ± {statistics.stdev(half):.1f} (n=2, collapsed 1/2)"
+    assert rows["SimCLR"][0] == cell_text(half) + ", collapsed 1/2)"
     assert [cell for row in rows.values() for cell in row if "collapsed" in cell] == [rows["SimCLR"][0]]
     assert sum(line.startswith("collapsed k/n: k of the cell's n completed runs collapsed") for line in lines) == 1
     tex = (out / "table1.tex").read_text()
     assert tex.count("collapsed 1/2") == 1
-    assert f"${statistics.mean(half):.1f} \\pm {statistics.stdev(half):.1f}$ {{\\scriptsize (n=2, collapsed 1/2)}}" in tex
+    low, high = interval(half)
+    assert f"${statistics.mean(half):.1f} \\pm {statistics.stdev(half):.1f}$ {{\\scriptsize [{low:.1f}, {high:.1f}] (n=2, collapsed 1/2)}}" in tex
     assert "collapsed k/n: k of the n runs collapsed" in tex  # the caption's legend
     table = pd.read_csv(out / "table1.csv")
-    assert list(table.columns) == ["method", "color_distortion", "metric", "mean", "std", "n", "failed", "missing", "collapsed"]
+    assert list(table.columns)[:11] == ["method", "color_distortion", "metric", "mean", "std", "ci_low", "ci_high", "n", "failed",
+                                        "missing", "collapsed"]
     marked = table[table["collapsed"] > 0]
     assert marked[["method", "color_distortion", "collapsed"]].values.tolist() == [["SimCLR", "1/2", 1]]
     assert marked["mean"].item() == pytest.approx(statistics.mean(half))  # the value is kept, only marked
@@ -257,4 +261,4 @@ def test_results_without_the_diagnostic_are_not_marked(tmp_path):
     out = tmp_path / "reports" / "col"
     for name in ("table1.md", "table1.tex", "table1.csv"):
         assert "collapsed" not in (out / name).read_text(), name
-    assert list(pd.read_csv(out / "table1.csv").columns)[-1] == "missing"
+    assert "collapsed" not in pd.read_csv(out / "table1.csv").columns
