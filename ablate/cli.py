@@ -257,7 +257,8 @@ def command_report(args: argparse.Namespace) -> int:
             return given, None  # an unrelated or broken grids/<name>.yaml: report without the plan
         if path != given and grid.name != given:
             return given, None
-        return grid.name, [{"run_id": r.run_id, "spec": r.spec.model_dump(mode="json")} for r in planned]
+        # The RunSpec itself: load_grid_frame dumps only the specs of runs without a result (0.3 s at 10,000 runs).
+        return grid.name, [{"run_id": r.run_id, "spec": r.spec} for r in planned]
 
     out = Path(args.out)
     check_writable(out, min_free_bytes=0, what="report folder", option="--out")

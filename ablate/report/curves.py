@@ -3,7 +3,7 @@
     curves-loss.{png,pdf,svg}      a panel per cell, a line per seed: the mean loss of each epoch
     curves-knn.{png,pdf,svg}       the same for the online kNN monitor's top-1 (%), where runs recorded it
     curves-overlay.{png,pdf,svg}   every cell's mean over seeds on shared axes: loss, monitor kNN top-1, learning rate
-    curves.csv                     every completed run's curves, one row per run and epoch
+    curves.csv                     what they draw: each cell's mean, std and seed count per series and epoch
 
 A cell is one combination of the spec axes that vary in the grid, the seed aside: the seeds are the
 lines of its panel, and its overlay curve is their mean at each epoch (over the seeds that have that
@@ -40,28 +40,47 @@ PANELS_PER_ROW = 5
 PANEL_SIZE = (2.7, 2.0)  # inches, one small multiple
 SEED_COLOURS = plt.get_cmap("tab10")
 MIN_EPOCHS = 2  # a curve of one epoch is a point: nothing to draw
+MAX_SEED_LINES = 10  # more seeds in a cell: its mean and min-max band instead of a line each
+BAND = object()  # the legend key of the mean-and-band drawing
+BAND_LABEL = f"mean over seeds (band: lowest to highest; cells of more than {MAX_SEED_LINES} seeds)"
 LEGEND_INCHES_PER_CHAR = 0.065  # at the legend's 7.5 pt
 
 
-def run_curves(grid: GridFrame) -> pd.DataFrame:
+def run_curves(grid: GridFrame, axes: list[str] | None = None) -> pd.DataFrame:
     """The completed runs' curves, one row per run and epoch: the cell's axes, seed, run_id, epoch,
-    epoch_loss, lr and monitor_knn_top1 (NaN at the epochs it did not measure)."""
+    epoch_loss, lr and monitor_knn_top1 (NaN at the epochs it did not measure).
+
+    Built column-wise from one array per run and series (a row-by-row build took seconds on a grid of
+    10,000 runs; benchmarks/results/results-scale-cpu-2core.md)."""
     frame = completed_with_curves(grid)
-    axes = cell_axes(grid)
-    rows = []
-    for _, run in frame.iterrows():
-        curves = run["curves"]
-        losses = curves.get("epoch_loss") or []
-        lrs = curves.get("lr") or []
-        knn = dict(zip(curves.get("monitor_epochs") or [], curves.get("monitor_knn_top1") or []))
-        for epoch in range(1, max(len(losses), len(lrs), max(knn, default=0)) + 1):
-            row = {axis: run.get(axis) for axis in axes}
-            row |= {"seed": run.get("seed"), "run_id": run["run_id"], "epoch": epoch,
-                    "epoch_loss": losses[epoch - 1] if epoch <= len(losses) else np.nan,
-                    "lr": lrs[epoch - 1] if epoch <= len(lrs) else np.nan, "monitor_knn_top1": knn.get(epoch, np.nan)}
-            rows.append(row)
+    axes = cell_axes(grid) if axes is None else axes
     columns = [*axes, "seed", "run_id", "epoch", "epoch_loss", "lr", "monitor_knn_top1"]
-    return pd.DataFrame(rows, columns=columns)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    owners, epochs, losses, lrs, knns = [], [], [], [], []
+    for position, curves in enumerate(frame["curves"]):
+        loss, lr = curves.get("epoch_loss") or [], curves.get("lr") or []
+        measured = dict(zip(curves.get("monitor_epochs") or [], curves.get("monitor_knn_top1") or []))
+        length = max(len(loss), len(lr), max(measured, default=0))
+        owners.append(np.full(length, position))
+        epochs.append(np.arange(1, length + 1))
+        losses.append(padded(loss, length))
+        lrs.append(padded(lr, length))
+        knn = np.full(length, np.nan)
+        knn[np.asarray(list(measured), dtype=int) - 1] = list(measured.values())
+        knns.append(knn)
+    runs = frame.reindex(columns=[*axes, "seed", "run_id"]).reset_index(drop=True)
+    table = runs.iloc[np.concatenate(owners)].reset_index(drop=True)
+    table = table.astype({column: object for column in table.columns if table[column].isna().all()})  # None, as a missing axis
+    return table.assign(epoch=np.concatenate(epochs), epoch_loss=np.concatenate(losses), lr=np.concatenate(lrs),
+                        monitor_knn_top1=np.concatenate(knns))[columns]
+
+
+def padded(values: list[float], length: int) -> np.ndarray:
+    """`values` as floats, NaN after its end up to `length`."""
+    out = np.full(length, np.nan)
+    out[: len(values)] = values
+    return out
 
 
 def completed_with_curves(grid: GridFrame) -> pd.DataFrame:
@@ -81,7 +100,14 @@ def cell_axes(grid: GridFrame) -> list[str]:
 def cells_of(curves: pd.DataFrame, axes: list[str], plan_order: pd.Series | None = None) -> list[tuple[str, pd.DataFrame]]:
     """(label, the cell's rows) per cell: in the grid file's order where `plan_order` (run_id -> place in
     the plan) knows the cell's runs, else in the usual order of axis values (split_on's)."""
-    cells = [(cell_label(facet), part) for facet, part in split_on(curves, axes)]
+    # Cells are found among the runs (one row each), then each takes its runs' rows: splitting the
+    # run-by-epoch table itself hashed every epoch's axis values (seconds at 10,000 runs).
+    labels, owner = [], {}
+    for facet, part in split_on(curves.drop_duplicates("run_id"), axes):
+        owner.update(dict.fromkeys(part["run_id"], len(labels)))
+        labels.append(cell_label(facet))
+    parts = dict(tuple(curves.groupby(curves["run_id"].map(owner), sort=False)))
+    cells = [(label, parts[position]) for position, label in enumerate(labels)]
     if plan_order is None:
         return cells
 
@@ -118,6 +144,18 @@ def seed_lines(cell: pd.DataFrame, series: str) -> list[tuple[Any, pd.Series]]:
     return lines
 
 
+def cell_means(cells: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """What the figures draw, as numbers (curves.csv): per cell, series and epoch, the mean, std (ddof 1) and
+    number of seeds with a value. Each run's own curves are in runs.csv (its `curves` column)."""
+    parts = []
+    for label, cell in cells:
+        for series in ("epoch_loss", "monitor_knn_top1", "lr"):
+            stats = cell[["epoch", series]].dropna().groupby("epoch")[series].agg(["mean", "std", "count"]).reset_index()
+            parts.append(stats.rename(columns={"count": "n"}).assign(cell=label, series=series))
+    table = pd.concat(parts, ignore_index=True)
+    return table[["cell", "series", "epoch", "mean", "std", "n"]]
+
+
 def has_series(curves: pd.DataFrame, series: str) -> bool:
     return bool(curves[series].notna().any()) if series in curves else False
 
@@ -133,7 +171,9 @@ def panel_grid(count: int) -> tuple[int, int]:
 
 def draw_small_multiples(cells: list[tuple[str, pd.DataFrame]], series: str, title: str, header: str,
                          share_y: bool = True) -> plt.Figure:
-    """One panel per cell, one line per seed (coloured by seed, the same colour in every panel)."""
+    """One panel per cell, one line per seed (coloured by seed, the same colour in every panel); a cell of more
+    than MAX_SEED_LINES seeds is drawn as its mean and the band between its lowest and highest seed instead
+    (hundreds of lines in one small panel are a blot, and slow to draw)."""
     rows, columns = panel_grid(len(cells))
     width, height = PANEL_SIZE
     figure, axes_grid = plt.subplots(rows, columns, figsize=(columns * width + 0.6, rows * height + 1.5), sharex=True,
@@ -142,6 +182,14 @@ def draw_small_multiples(cells: list[tuple[str, pd.DataFrame]], series: str, tit
     marker = "o" if series == "monitor_knn_top1" else None  # measured every few epochs: show where
     for index, (label, cell) in enumerate(cells):
         axes = axes_grid[index // columns][index % columns]
+        if cell["run_id"].nunique() > MAX_SEED_LINES:
+            band = cell[["epoch", series]].dropna().groupby("epoch")[series].agg(["mean", "min", "max"])
+            axes.fill_between(band.index, band["min"], band["max"], color="0.8", linewidth=0)
+            mean, = axes.plot(band.index, band["mean"], color="0.15", linewidth=1.2, marker=marker, markersize=3)
+            seeds.setdefault(BAND, mean)
+            axes.set_title(label, fontsize=8.5)
+            style(axes, fontsize=7)
+            continue
         for seed, values in seed_lines(cell, series):
             colour = SEED_COLOURS(len(seeds) % 10) if seed not in seeds else seeds[seed].get_color()
             line, = axes.plot(values.index, values.values, color=colour, linewidth=1.2, marker=marker, markersize=3)
@@ -155,8 +203,8 @@ def draw_small_multiples(cells: list[tuple[str, pd.DataFrame]], series: str, tit
     for row in axes_grid:
         row[0].set_ylabel(SERIES_LABELS[series], fontsize=8)
     if seeds:
-        figure.legend(list(seeds.values()), [f"seed {format_value(seed)}" for seed in seeds], loc="upper right",
-                      fontsize=7.5, frameon=False, ncol=min(len(seeds), 6))
+        labels = [BAND_LABEL if seed is BAND else f"seed {format_value(seed)}" for seed in seeds]
+        figure.legend(list(seeds.values()), labels, loc="upper right", fontsize=7.5, frameon=False, ncol=min(len(seeds), 6))
     finish(figure, title, header)
     return figure
 
@@ -216,10 +264,10 @@ class CurvesReport:
         return not frame.empty and bool(frame["curves"].map(lambda curves: len(curves.get("epoch_loss") or []) >= MIN_EPOCHS).any())
 
     def section(self, grid: GridFrame, out: Path, options: ReportOptions) -> Section:
-        curves = run_curves(grid)
+        axes = cell_axes(grid)
+        curves = run_curves(grid, axes)
         if curves.empty:
             raise ReportError(f"grid {grid.grid!r} has no completed run with training curves to draw")
-        axes = cell_axes(grid)
         cells = cells_of(curves, axes, grid.frame.groupby("run_id")["plan_index"].min() if "plan_index" in grid.frame else None)
         header = grid.header()
         runs = curves["run_id"].nunique()
@@ -237,5 +285,5 @@ class CurvesReport:
             add_figure(section, draw_small_multiples(cells, "monitor_knn_top1", title, header), out / "curves-knn", title)
         title = "Every cell's mean curve"
         add_figure(section, draw_overlay(cells, title, header), out / "curves-overlay", title)
-        section.files.append(write_text(out / "curves.csv", curves.to_csv(index=False)))
+        section.files.append(write_text(out / "curves.csv", cell_means(cells).to_csv(index=False)))
         return section

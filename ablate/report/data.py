@@ -128,8 +128,8 @@ def known_grids(results_root: Path) -> list[str]:
 def load_grid_frame(results_root: Path, grid: str, planned: Sequence[dict[str, Any]] | None = None) -> GridFrame:
     """Results of `grid` plus a "missing" row per planned run without one.
 
-    `planned` holds one {"run_id": ..., "spec": {...}} per planned run (the spec is optional: without it
-    a missing run is counted but cannot be placed in a cell).
+    `planned` holds one {"run_id": ..., "spec": {...}} per planned run (the spec, a mapping or a RunSpec, is
+    optional: without it a missing run is counted but cannot be placed in a cell).
     """
     if not grid or grid in (".", "..") or "/" in grid or "\\" in grid:
         raise ReportError(f"grid {grid!r} is not a plain grid name (no path separators)")
@@ -146,7 +146,9 @@ def load_grid_frame(results_root: Path, grid: str, planned: Sequence[dict[str, A
     for run in planned or []:
         plan_ids.add(run["run_id"])
         if run["run_id"] not in have:
-            rows.append(result_row({"run_id": run["run_id"], "grid": grid, "status": "missing", "spec": run.get("spec") or {}}))
+            spec = run.get("spec") or {}
+            spec = spec.model_dump(mode="json") if hasattr(spec, "model_dump") else spec
+            rows.append(result_row({"run_id": run["run_id"], "grid": grid, "status": "missing", "spec": spec}))
     frame = pd.concat([results, pd.DataFrame(rows)], ignore_index=True) if rows else results.copy()
     not_in_plan = len(have - plan_ids) if planned is not None else 0
     for column in ("status", "device", "augment.ops", "first_op", "second_op", "collapsed"):
@@ -297,7 +299,9 @@ def varying_axes(frame: pd.DataFrame, laid_out: Sequence[str]) -> list[str]:
     for column in frame.columns:
         if not is_spec_column(column) or column in skip:
             continue
-        values = frame[column].map(hashable)
+        values = frame[column]
+        if values.dtype == object:
+            values = values.map(hashable)  # lists (crop_scale, ...) as tuples; numbers and text columns need nothing
         if column.startswith("method.") and "method" in frame:
             varies = bool((values.groupby(frame["method"].map(hashable), dropna=False).nunique(dropna=False) > 1).any())
         else:

@@ -7,12 +7,12 @@ usual permissions; every report type (ablate.report.build.REPORT_TYPES) writes t
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic_core import to_json  # compact JSON; faster than json.dumps on thousands of curves
 
 from ablate.report.data import Facet, GridFrame, is_spec_column, metric_columns
 from ablate.report.html import Section
@@ -107,7 +107,7 @@ def runs_frame(grid: GridFrame) -> pd.DataFrame:
     columns += [c for c in ("device", "color") if c in has_value]
     frame = frame.reindex(columns=columns + (["curves"] if "curves" in has_value else []))
     if "curves" in frame:  # the training curves (curves report) as compact JSON, one object per run
-        frame["curves"] = frame["curves"].map(lambda c: json.dumps(c, separators=(",", ":")) if isinstance(c, dict) else None)
+        frame["curves"] = frame["curves"].map(lambda c: to_json(c).decode() if isinstance(c, dict) else None)
     return frame
 
 

@@ -165,7 +165,11 @@ def paired_power(n: int, difference: float, std: float, alpha: float = ALPHA) ->
     df = n - 1
     critical = scipy_stats.t.ppf(1 - alpha / 2, df)
     noncentrality = difference * math.sqrt(n) / std
-    return float(scipy_stats.nct.sf(critical, df, noncentrality) + scipy_stats.nct.cdf(-critical, df, noncentrality))
+    # The lower tail as the upper tail of the mirrored distribution, P(T_nc < −c) = P(T_−nc > c): scipy 1.17's
+    # nct.cdf returns NaN far in a tail (e.g. df 3, nc 10), where the upper-tail function returns the tiny value.
+    upper = scipy_stats.nct.sf(critical, df, noncentrality)
+    lower = scipy_stats.nct.sf(critical, df, -noncentrality)
+    return float(upper + lower)
 
 
 def seeds_needed(difference: float, std: float, alpha: float = ALPHA, power: float = POWER,

@@ -114,7 +114,11 @@ def test_the_section_writes_figures_in_three_formats_and_the_csv(tmp_path: Path)
         assert (tmp_path / f"curves-{kind}.pdf").read_bytes()[:5] == b"%PDF-"
         assert b"<svg" in (tmp_path / f"curves-{kind}.svg").read_bytes()[:2000]
     written = pd.read_csv(tmp_path / "curves.csv")
-    assert len(written) == 16 and written.groupby("run_id")["epoch_loss"].sum().sort_values().tolist() == [10.0, 12.0, 14.5, 18.5]
+    loss = written[written["series"] == "epoch_loss"]
+    assert loss[loss["cell"] == "crop"][["epoch", "mean", "n"]].values.tolist() == [[1, 5.5, 2], [2, 4.5, 2], [3, 3.5, 2], [4, 3.0, 2]]
+    assert loss[loss["cell"] == "crop"]["std"].tolist() == pytest.approx([2 ** -0.5] * 4)  # seeds 1 apart, ddof 1
+    knn = written[(written["series"] == "monitor_knn_top1") & (written["cell"] == "crop+color")]
+    assert knn[["epoch", "mean", "n"]].values.tolist() == [[2, 60.0, 1], [4, 80.0, 1]]
 
 
 def test_no_knn_figure_when_no_run_was_monitored(tmp_path: Path):
@@ -139,3 +143,25 @@ def test_applies_when_a_completed_run_has_two_epochs(curves, applies):
     else:  # results of an older ablate: no curves column at all
         grid = GridFrame("g", pd.DataFrame([result_row(make_result(make_spec(["crop"], 0), "g", 50.0))]), plan_known=False)
     assert CurvesReport().applies(grid, ReportOptions()) is applies
+
+
+def test_a_cell_of_many_seeds_is_drawn_as_its_mean_and_band():
+    rows = []
+    for seed in range(12):
+        curves = {"epoch_loss": [5.0 + seed, 4.0 + seed, 3.0 + seed]}
+        result = make_result(make_spec(["crop"], seed), "g", 50.0) | {"curves": curves}
+        rows.append(result_row(result) | {"curves": curves})
+    frame = pd.DataFrame(rows)
+    frame["plan_index"] = range(len(frame))
+    cells = cells_of(run_curves(GridFrame("g", frame, plan_known=True)), [])
+    figure = draw_small_multiples(cells, "epoch_loss", "t", "header")
+    try:
+        [panel] = [axes for axes in figure.axes if axes.get_visible()]
+        [line] = panel.lines  # one mean line, not 12 seed lines
+        assert line.get_ydata().tolist() == pytest.approx([10.5, 9.5, 8.5])  # mean of 5..16, 4..15, 3..14
+        [band] = panel.collections
+        low_high = band.get_paths()[0].vertices[:, 1]
+        assert min(low_high) == 3.0 and max(low_high) == 16.0
+        assert "mean over seeds" in figure.legends[0].get_texts()[0].get_text()
+    finally:
+        plt.close(figure)

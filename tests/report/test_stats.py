@@ -144,3 +144,18 @@ def test_seeds_needed_without_a_usable_spread():
     assert seeds_needed(1.0, 0.0) is None and seeds_needed(1.0, float("nan")) is None
     assert seeds_needed(0.0, 1.0) is None
     assert seeds_needed(0.01, 10.0, max_seeds=50) is None  # would need far more than 50
+
+
+def test_power_stays_a_number_for_large_effects_and_grows_with_the_seeds():
+    """Large effects put the lower rejection tail far out (scipy 1.17's nct.cdf gives NaN there, e.g. df 3, nc 10):
+    the power must still be a probability, and must not fall as seeds are added (a NaN once made seeds_needed skip
+    n = 3 and n = 4 for a 10-point difference with paired std 1.98)."""
+    for std in (0.5, 1.98, 3.75):
+        powers = [paired_power(n, 10.0, std) for n in range(2, 12)]
+        assert all(0.0 <= p <= 1.0 for p in powers), powers
+        assert powers == sorted(powers)
+    assert seeds_needed(10.0, 1.98) == 3  # power at n = 3 is 0.977 (simulated below); at n = 2 it is 0.43
+    rng = np.random.default_rng(3)
+    d = rng.normal(10.0, 1.98, size=(40_000, 3))
+    t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(3))
+    assert paired_power(3, 10.0, 1.98) == pytest.approx(float((np.abs(t) > T_975[2]).mean()), abs=0.01)
