@@ -40,6 +40,7 @@ PANELS_PER_ROW = 5
 PANEL_SIZE = (2.7, 2.0)  # inches, one small multiple
 SEED_COLOURS = plt.get_cmap("tab10")
 MIN_EPOCHS = 2  # a curve of one epoch is a point: nothing to draw
+SMALL_MULTIPLES_DPI = 100  # a PNG of many small panels: 150 dpi made it large (and slow to encode) for no detail
 MAX_SEED_LINES = 10  # more seeds in a cell: its mean and min-max band instead of a line each
 BAND = object()  # the legend key of the mean-and-band drawing
 BAND_LABEL = f"mean over seeds (band: lowest to highest; cells of more than {MAX_SEED_LINES} seeds)"
@@ -279,10 +280,12 @@ class CurvesReport:
                           "and of test images as queries, every few epochs; ABLATE_MONITOR_EVERY), not the final knn_top1.")
         several_methods = has_method_axis(grid.frame)  # losses of different methods are on different scales
         add_figure(section, draw_small_multiples(cells, "epoch_loss", "Loss per epoch, by cell", header,
-                                                 share_y=not several_methods), out / "curves-loss", "Loss per epoch, by cell")
+                                                 share_y=not several_methods), out / "curves-loss", "Loss per epoch, by cell",
+                   dpi=SMALL_MULTIPLES_DPI)
         if has_series(curves, "monitor_knn_top1"):
             title = "Online kNN top-1 (%), by cell"
-            add_figure(section, draw_small_multiples(cells, "monitor_knn_top1", title, header), out / "curves-knn", title)
+            add_figure(section, draw_small_multiples(cells, "monitor_knn_top1", title, header), out / "curves-knn", title,
+                       dpi=SMALL_MULTIPLES_DPI)
         title = "Every cell's mean curve"
         add_figure(section, draw_overlay(cells, title, header), out / "curves-overlay", title)
         section.files.append(write_text(out / "curves.csv", cell_means(cells).to_csv(index=False)))

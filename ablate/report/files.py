@@ -21,8 +21,8 @@ from ablate.store import write_bytes_atomic
 FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
-def save_figure(figure: Any, folder: Path, stem: str) -> list[Path]:
-    """stem.{png,pdf,svg}, each written atomically; closes the figure."""
+def save_figure(figure: Any, folder: Path, stem: str, dpi: int = 150) -> list[Path]:
+    """stem.{png,pdf,svg}, each written atomically; closes the figure. `dpi`: the PNG's resolution."""
     import matplotlib.pyplot as plt
 
     written = []
@@ -30,7 +30,7 @@ def save_figure(figure: Any, folder: Path, stem: str) -> list[Path]:
         for fmt in FIGURE_FORMATS:
             buffer = io.BytesIO()
             metadata = {"Software": None} if fmt == "png" else None
-            figure.savefig(buffer, format=fmt, dpi=150, metadata=metadata)
+            figure.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)
             written.append(write_file(folder / f"{stem}.{fmt}", buffer.getvalue()))
     finally:
         plt.close(figure)
@@ -57,9 +57,9 @@ def seed_note(part: pd.DataFrame) -> str:
     return "1 seed" if seeds else "no completed run"
 
 
-def add_figure(section: Section, figure: Any, figure_path: Path, title: str) -> list[Path]:
+def add_figure(section: Section, figure: Any, figure_path: Path, title: str, dpi: int = 150) -> list[Path]:
     """A figure saved as figure_path.{png,pdf,svg}, listed in the section (its PNG embedded in the page)."""
-    files = save_figure(figure, figure_path.parent, figure_path.name)
+    files = save_figure(figure, figure_path.parent, figure_path.name, dpi)
     section.files += files
     section.figures.append((files[0], title.replace("\n", " · ")))
     return files
