@@ -110,8 +110,11 @@ def best_text(table: CellTable, family: int) -> str:
     tied = [key for key, c in comparisons.items() if c.testable and not c.told_apart]
     apart = [key for key, c in comparisons.items() if c.told_apart]
     untested = [key for key, c in comparisons.items() if not c.testable]
+    collapsed = [key for key, c in table.cells.items() if key != table.best and c.n and c.state == "collapsed"]
+    if collapsed:  # a probe on a collapsed representation is not compared (tables.compare_with_best)
+        text += f" Not compared: {len(collapsed)} cell{'s' if len(collapsed) > 1 else ''} with a collapsed run."
     if not comparisons:
-        return text + " No other cell has a value."
+        return text + " No other cell has a value to compare." if collapsed else text + " No other cell has a value."
     if not tied and not apart:
         return text + " Not enough seeds to tell which cells are tied with it (fewer than 2 seeds shared with it)."
     test = f"paired t-test over shared seeds, Holm-corrected over the report's {family} comparisons with the best cell"

@@ -169,7 +169,9 @@ def test_a_forced_collapse_is_flagged_in_result_json_and_marked_in_the_report(tm
     assert flags[True]["collapsed"] is False and flags[True]["std_ratio"] > 0.5
     report = ablate("report", "--table", "--rows", "method.predictor", "--cols", "augment.ops", "--grid", "collapse.yaml", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    table = (tmp_path / "reports" / "collapse" / "pivot-method.predictor-by-augment.ops-linear_top1.md").read_text()
-    [no_predictor] = [line for line in table.splitlines() if line.startswith("| False |")]
-    [with_predictor] = [line for line in table.splitlines() if line.startswith("| True |")]
+    page = (tmp_path / "reports" / "collapse" / "pivot-method.predictor-by-augment.ops-linear_top1.md").read_text()
+    values = page.split("### Δ")[0]  # the table of values (a table of differences follows)
+    [no_predictor] = [line for line in values.splitlines() if line.startswith("| False |")]
+    [with_predictor] = [line for line in values.splitlines() if line.startswith("| True |")]
     assert "collapsed 1/1" in no_predictor and "collapsed" not in with_predictor
+    assert "Not compared: 1 cell with a collapsed run." in page  # the findings do not rank it as merely low
