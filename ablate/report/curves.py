@@ -148,13 +148,18 @@ def seed_lines(cell: pd.DataFrame, series: str) -> list[tuple[Any, pd.Series]]:
 def cell_means(cells: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     """What the figures draw, as numbers (curves.csv): per cell, series and epoch, the mean, std (ddof 1) and
     number of seeds with a value. Each run's own curves are in runs.csv (its `curves` column)."""
-    parts = []
-    for label, cell in cells:
-        for series in ("epoch_loss", "monitor_knn_top1", "lr"):
-            stats = cell[["epoch", series]].dropna().groupby("epoch")[series].agg(["mean", "std", "count"]).reset_index()
-            parts.append(stats.rename(columns={"count": "n"}).assign(cell=label, series=series))
-    table = pd.concat(parts, ignore_index=True)
-    return table[["cell", "series", "epoch", "mean", "std", "n"]]
+    columns = ["cell", "series", "epoch", "mean", "std", "n"]
+    if not cells:
+        return pd.DataFrame(columns=columns)
+    order = {label: position for position, (label, _) in enumerate(cells)}
+    every = pd.concat([cell.assign(cell=label) for label, cell in cells], ignore_index=True)
+    long = every.melt(id_vars=["cell", "epoch"], value_vars=["epoch_loss", "monitor_knn_top1", "lr"], var_name="series").dropna()
+    stats = long.groupby(["cell", "series", "epoch"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    stats = stats.rename(columns={"count": "n"})
+    series_order = {"epoch_loss": 0, "monitor_knn_top1": 1, "lr": 2}
+    stats = stats.sort_values(["cell", "series", "epoch"], key=lambda c: c.map(order) if c.name == "cell"
+                              else c.map(series_order) if c.name == "series" else c, kind="stable")
+    return stats[columns].reset_index(drop=True)
 
 
 def has_series(curves: pd.DataFrame, series: str) -> bool:

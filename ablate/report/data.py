@@ -439,15 +439,17 @@ class Cell:
 
 
 def collect_cells(frame: pd.DataFrame, metric: str, row_of, col_of) -> dict[tuple[Any, Any], Cell]:
-    """Cells keyed by (row, column) from each run's row and column value (functions of a frame row)."""
+    """Cells keyed by (row, column) from each run's row and column value (functions of a frame row, given
+    as a mapping of column to value: `run["first_op"]`, `run.get("seed")`, `"x" in run`)."""
     cells: dict[tuple[Any, Any], Cell] = {}
-    values = numeric_metric(frame, metric)
-    for index, run in frame.iterrows():
+    values = numeric_metric(frame, metric).to_numpy()
+    # Rows as plain dicts: iterrows builds a Series per row, a second on 10,000 runs.
+    for position, run in enumerate(frame.to_dict(orient="records")):
         key = (row_of(run), col_of(run))
         cell = cells.setdefault(key, Cell(planned=True))
         status = run["status"]
         if status == "completed":
-            value = values.loc[index]
+            value = values[position]
             if np.isfinite(value):
                 cell.values.append(float(value))
                 cell.seeds.append(hashable(run.get("seed")))
