@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic_core import to_json  # compact JSON; faster than json.dumps on thousands of curves
+from pydantic_core import to_json  # compact JSON of the curves (NaN written as json.dumps writes it)
 
 from ablate.report.data import Facet, GridFrame, is_spec_column, metric_columns
 from ablate.report.html import Section

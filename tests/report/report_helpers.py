@@ -125,3 +125,17 @@ def markdown_table(text: str, heading: str | None = None) -> tuple[dict[str, lis
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         rows[cells[0]] = cells[1:]
     return rows, lines[head]
+
+
+def holm_by_hand(pvalues):
+    """Holm's step-down adjustment: sort, multiply the i-th smallest (from 0) by m − i, keep the running maximum, cap at 1."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def p_text(p):
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"

@@ -8,7 +8,7 @@ import statistics
 
 import pandas as pd
 import pytest
-from report_helpers import cell_text, interval, make_result, make_spec, markdown_table, ordered_pairs, write_results
+from report_helpers import cell_text, holm_by_hand, p_text, interval, make_result, make_spec, markdown_table, ordered_pairs, write_results
 
 from ablate.cli import main
 from ablate.report.build import write_report
@@ -45,17 +45,6 @@ def t_p(differences):
     return 2 * student.sf(abs(mean / (sd / math.sqrt(n))), n - 1)
 
 
-def holm_by_hand(pvalues):
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    adjusted, running = [0.0] * len(pvalues), 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[index]))
-        adjusted[index] = running
-    return adjusted
-
-
-def p_text(p):
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
 def ranks(values):

@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 import pandas as pd
 import pytest
-from report_helpers import cell_text, interval, make_result, make_spec, ordered_pairs, pair_value, with_collapse, write_results
+from report_helpers import cell_text, holm_by_hand, p_text, interval, make_result, make_spec, ordered_pairs, pair_value, with_collapse, write_results
 
 from ablate.cli import main
 from ablate.config import load_grid
@@ -96,18 +96,6 @@ def sign_flip_by_hand(differences):
     return sum(abs(sum(s * d for s, d in zip(signs, differences))) >= observed - 1e-9 for signs in patterns) / len(patterns)
 
 
-def holm_by_hand(pvalues):
-    """Holm's step-down adjustment: sort, multiply the i-th smallest (from 0) by m − i, keep the running maximum, cap at 1."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    adjusted, running = [0.0] * len(pvalues), 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[index]))
-        adjusted[index] = running
-    return adjusted
-
-
-def p_text(p):
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
 def markdown_rows(text, heading):
