@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ablate.config.base import id_data
 from ablate.config import GridError, GridSpec, MAX_RUNS, Problem, RunSpec, _deep_copy, problems_from_validation, set_path
 
 RUN_ID_LENGTH = 12  # 48 bits: a collision among 100k runs has probability ~2e-5
@@ -32,7 +33,8 @@ _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def canonical_json(spec: RunSpec) -> str:
-    return _CANONICAL_ENCODER.encode(spec.model_dump(mode="json"))
+    """The spec as the id sees it: every field, except those `ablate.config.base.id_data` leaves out."""
+    return _CANONICAL_ENCODER.encode(id_data(spec, spec.model_dump(mode="json")))
 
 
 def run_id_of(spec: RunSpec) -> str:

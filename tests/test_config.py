@@ -20,6 +20,9 @@ grid:
 """
 
 
+# SimCLR's loss settings (Tables 4, 5) at the paper's NT-Xent with ℓ2 normalisation.
+SIMCLR_LOSS_DEFAULTS = {"loss": "nt_xent", "semi_hard": False, "l2_normalize": True, "margin": 1.0}
+
 def write(tmp_path: Path, text: str, name: str = "grid.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
@@ -160,9 +163,9 @@ def test_a_file_32_levels_deep_is_not_refused_for_its_depth(tmp_path):
 
 def test_a_bare_method_name_is_that_method_with_its_defaults(tmp_path):
     grid = load_grid(write(tmp_path, "name: x\nmethod: simclr\n"))
-    assert grid.method.model_dump() == {"name": "simclr", "temperature": 0.5}
+    assert grid.method.model_dump() == {"name": "simclr", "temperature": 0.5, **SIMCLR_LOSS_DEFAULTS}
     assert load_grid(write(tmp_path, "name: x\nmethod: supervised\n")).method.model_dump() == {"name": "supervised"}
-    assert load_grid(write(tmp_path, "name: x\n")).method.model_dump() == {"name": "simclr", "temperature": 0.5}
+    assert load_grid(write(tmp_path, "name: x\n")).method.model_dump() == {"name": "simclr", "temperature": 0.5, **SIMCLR_LOSS_DEFAULTS}
 
 
 def test_a_method_axis_keeps_the_settings_of_the_method_already_there(tmp_path):
@@ -170,7 +173,7 @@ def test_a_method_axis_keeps_the_settings_of_the_method_already_there(tmp_path):
 
     text = "name: x\nmethod: {name: simclr, temperature: 0.2}\ngrid: {method: [simclr, supervised]}\n"
     methods = [run.spec.method.model_dump() for run in plan_grid(load_grid(write(tmp_path, text)))]
-    assert methods == [{"name": "simclr", "temperature": 0.2}, {"name": "supervised"}]
+    assert methods == [{"name": "simclr", "temperature": 0.2, **SIMCLR_LOSS_DEFAULTS}, {"name": "supervised"}]
 
 
 def test_a_method_field_is_an_axis_and_a_set_path(tmp_path):
@@ -191,7 +194,7 @@ def test_a_method_field_is_an_axis_and_a_set_path(tmp_path):
      "with a name: one of 'simclr', 'moco_v2', 'byol', 'simsiam', 'barlow_twins', 'vicreg', 'dino' or 'supervised'"),
     ("name: x\nmethod: {name: simclr, temperature: 0}\n", [], ":2: method.temperature: got 0; input should be greater than 0"),
     ("name: x\nmethod: {name: simclr, temprature: 0.1}\n", [], ":2: method.temprature: unknown key (did you mean "
-     "'temperature'?); allowed: name, temperature"),
+     "'temperature'?); allowed: name, temperature, loss, semi_hard, l2_normalize, margin"),
     ("name: x\nmethod: supervised\ngrid: {method.temperature: [0.1]}\n", [], ":3: grid.method.temperature[0]: unknown key; "
      "allowed: name"),
     ("name: x\ntrain: {temperature: 0.5}\n", [], ":2: train.temperature: unknown key; it moved: the temperature is the "

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from ablate.config import GridSpec, RunSpec
 from ablate.plan import expand_pairs, plan_grid, run_id_of
 
@@ -114,3 +116,27 @@ def test_a_runs_data_copies_only_the_mappings_its_axes_write_into():
     assert data["method"] == {**base["method"], "temperature": 0.1} and data["model"] == {**base["model"], "width": 2}
     assert data["augment"] is not base["augment"] and data["train"] is not base["train"]
     assert data["dataset"] is base["dataset"] and data["eval"] is base["eval"]  # untouched sections are shared, read-only
+
+
+def test_fields_added_after_schema_2_leave_the_ids_of_earlier_runs_alone():
+    # Ids computed by ablate at a7a7da2, before model.head, eval.representation, SimCLR's loss settings,
+    # dataset.download / stream, fine-tuning and transfer existed: at their defaults the ids are unchanged.
+    assert run_id_of(RunSpec()) == "56ec47e63fd6"
+    earlier = RunSpec(method={"name": "simclr", "temperature": 0.2}, augment={"ops": ["crop"]}, seed=3)
+    assert run_id_of(earlier) == "e62877a56edf"
+
+
+@pytest.mark.parametrize("changed", [
+    {"model": {"head": "linear"}},
+    {"eval": {"representation": "z"}},
+    {"method": {"name": "simclr", "loss": "nt_logistic"}},
+    {"eval": {"finetune": {"fractions": [0.1]}}},
+    {"eval": {"transfer": [{"label": "cifar100", "dataset": {"name": "cifar100"}}]}},
+    {"dataset": {"stream": True}},
+])
+def test_an_added_field_away_from_its_default_gives_a_new_id(changed):
+    assert run_id_of(RunSpec.model_validate(changed)) != run_id_of(RunSpec())
+
+
+def test_whether_to_download_is_never_part_of_the_id():
+    assert run_id_of(RunSpec(dataset={"download": True})) == run_id_of(RunSpec())

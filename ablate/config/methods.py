@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field
 
-from ablate.config.base import StrictModel
+from ablate.config.base import StrictModel, added_field
 
 
 class MethodSpec(StrictModel):
@@ -33,6 +33,12 @@ class SimCLRSpec(MethodSpec):
     label: ClassVar[str] = "SimCLR"
     name: Literal["simclr"] = "simclr"
     temperature: float = Field(0.5, gt=0, le=100, description="NT-Xent temperature (0.5 on CIFAR in the paper, B.9)")
+    loss: Literal["nt_xent", "nt_logistic", "margin_triplet"] = added_field(
+        "nt_xent", description="the contrastive loss (Table 2, Table 4)"
+    )
+    semi_hard: bool = added_field(False, description="semi-hard negative mining (Table 4)")
+    l2_normalize: bool = added_field(True, description="ℓ2-normalise the projections before the loss (Table 5)")
+    margin: float = added_field(1.0, gt=0, le=100, description="margin_triplet's margin")
 
 
 class MoCoV2Spec(MethodSpec):

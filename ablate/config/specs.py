@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ablate.config.base import StrictModel
+from ablate.config.base import StrictModel, added_field, not_in_id
 from ablate.config.methods import DEFAULT_METHOD, MethodChoice, method_from_name
 
 OPERATORS: tuple[str, ...] = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate", "autoaugment")
@@ -39,6 +39,13 @@ class DatasetSpec(StrictModel):
         "train", description="STL-10: which images SimCLR pre-trains on"
     )
     seed: int = Field(0, ge=0, description="seed of the dataset itself (generation, subsets), not of the run")
+    download: bool = not_in_id(
+        False, description="fetch the dataset into its root when its files are missing (never without asking)"
+    )
+    stream: bool | Literal["auto"] = added_field(
+        "auto", description="read and decode image files off the training loop instead of holding the set in "
+        "memory; auto: stream an image folder whose decoded size is above the memory budget"
+    )
 
 
 class ModelSpec(StrictModel):
@@ -47,7 +54,11 @@ class ModelSpec(StrictModel):
     stem: Literal["auto", "cifar", "imagenet"] = Field(
         "auto", description="auto: CIFAR stem (3x3 stride-1 conv, no max-pool) up to 64 px, ImageNet stem above"
     )
-    proj_dim: int = Field(128, ge=2, le=8192, description="output of the 2-layer projection head")
+    head: Literal["none", "linear", "mlp"] = added_field(
+        "mlp", description="SimCLR's projection head g between h and the loss (Figure 8): none (z = h), "
+        "linear (one layer), mlp (two layers, ReLU between: the paper's)"
+    )
+    proj_dim: int = Field(128, ge=2, le=8192, description="output size of the projection head (Figure 8: 32 ... 2048)")
     proj_hidden: int | None = Field(None, ge=2, le=65536, description="hidden width of the head (None: feature dim)")
 
 
@@ -126,6 +137,35 @@ class AugmentSpec(StrictModel):
         return pair
 
 
+TRANSFORM_PROBES: tuple[str, ...] = ("color", "rotation", "noise", "sobel")
+TransformProbe = Literal[TRANSFORM_PROBES]  # type: ignore[valid-type]
+
+
+class FinetuneSpec(StrictModel):
+    """Fine-tuning the whole pre-trained encoder with a linear head on a fraction of the labels
+    (paper Table 7, Appendix B.5): SGD with Nesterov momentum, no weight decay, crop + flip only."""
+
+    fractions: list[float] = Field(
+        default_factory=list, max_length=8, description="label fractions, each in (0, 1], e.g. [0.01, 0.1, 1.0]; empty: no fine-tuning"
+    )
+    epochs: list[int] | None = Field(
+        None, description="epochs per fraction (same length); None: the paper's (60 for 1 %, 30 for 10 %)"
+    )
+    lr: float = Field(0.05, gt=0, le=100, description="learning rate per 256 images (paper: 0.05 x batch / 256)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Nesterov momentum")
+    batch_size: int = Field(4096, ge=2, le=65536, description="paper: 4096; capped at the labelled subset's size")
+    scratch: bool = Field(True, description="also train the same network from scratch on the same subset (the supervised baseline)")
+
+
+class TransferTarget(StrictModel):
+    """A dataset the pre-trained encoder is evaluated on (paper Table 8, Appendix B.8)."""
+
+    label: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_]{0,31}\z", description="names its metrics: transfer_<label>_...")
+    dataset: DatasetSpec
+    linear: bool = Field(True, description="a linear probe on the frozen encoder's features")
+    finetune: bool = Field(False, description="fine-tune the whole encoder on all of the target's labels")
+
+
 class EvalSpec(StrictModel):
     linear_epochs: int = Field(100, ge=1, le=10_000, description="epochs of the linear probe on frozen features")
     linear_lr: float = Field(0.01, gt=0, le=100, description="Adam learning rate of the linear probe")
@@ -133,6 +173,18 @@ class EvalSpec(StrictModel):
     label_fraction: float = Field(1.0, gt=0, le=1, description="fraction of labels for the probe (0.01, 0.1: paper)")
     knn_k: int = Field(200, ge=1, le=10_000)
     knn_temperature: float = Field(0.1, gt=0, le=100)
+    representation: Literal["h", "z"] = added_field(
+        "h", description="what the linear probe and kNN read: h = f(x), the encoder's output, or z = g(h), the head's (Figure 8)"
+    )
+    linear: Literal["features", "paper"] = added_field(
+        "features", description="features: Adam on pre-computed, un-augmented features (fast); paper: SGD with "
+        "Nesterov momentum on random crop + flip views through the frozen encoder (Appendix B.6)"
+    )
+    transform_probes: list[TransformProbe] = added_field(
+        default_factory=list, description="Table 3: linear probes on h and z that predict which transformation was applied"
+    )
+    finetune: FinetuneSpec = added_field(default_factory=FinetuneSpec)
+    transfer: list[TransferTarget] = added_field(default_factory=list, max_length=16)
 
 
 class SlurmSpec(StrictModel):
