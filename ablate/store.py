@@ -19,9 +19,11 @@ import json
 import os
 import shutil
 import tempfile
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel
 from pydantic_core import from_json
 
 from ablate.schema import NewerResult, Result, ResultProblem, parse_result, validate_result
@@ -276,6 +278,9 @@ def result_row(result: Result | dict[str, Any]) -> dict[str, Any]:
         if key == "augment.ops":
             value = "+".join(value)
         row["method" if key == "method.name" else key] = value
+    if spec:
+        for key, value in added_field_defaults(row.get("method")):
+            row.setdefault(key, value)
     for key, value in (result.get("metrics") or {}).items():
         row[key] = value
     for key, value in (result.get("timings") or {}).items():
@@ -284,6 +289,28 @@ def result_row(result: Result | dict[str, Any]) -> dict[str, Any]:
     row["device"] = provenance.get("device")
     row["color"] = provenance.get("color")  # eager / compiled (ABLATE_COMPILE_COLOR); absent in older results
     return row
+
+
+@cache
+def added_field_defaults(method: Any) -> tuple[tuple[str, Any], ...]:
+    """(dotted path, default) of every spec field added after result schema 2 (ablate.config.base.added_field)
+    for a run of `method`: a result written before a field existed ran with its default, and shows it, so
+    that older and newer results of one grid do not differ on a setting none of them changed."""
+    from ablate.config import RunSpec
+    from ablate.config.base import added_fields
+    from ablate.config.methods import METHOD_SPECS
+
+    defaults = RunSpec().model_dump(mode="json")
+    added: dict[str, Any] = {}
+    for section, info in RunSpec.model_fields.items():
+        held = info.annotation if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel) else None
+        if held is not None:
+            added[section] = {name: defaults[section][name] for name in added_fields(held)}
+    method_spec = METHOD_SPECS.get(method) if isinstance(method, str) else None
+    if method_spec is not None:
+        method_defaults = method_spec().model_dump(mode="json")
+        added["method"] = {name: method_defaults[name] for name in added_fields(method_spec)}
+    return tuple(flat_spec(added).items())
 
 
 def flat_spec(spec: dict[str, Any]) -> dict[str, Any]:

@@ -235,7 +235,28 @@ def test_a_flattened_spec_is_what_json_normalize_gives(spec):
 def test_a_row_holds_every_spec_field_by_its_dotted_path():
     row = store.result_row({"run_id": "r", "status": "completed", "spec": {"seed": 2, "augment": {"ops": ["crop", "blur"]},
                                                                           "method": {"name": "byol", "tau": 0.99}}})
-    assert row == {"run_id": "r", "grid": None, "status": "completed", "ops": "crop+blur", "first_op": "crop",
-                   "second_op": "blur", "error": None, "seed": 2, "augment.ops": "crop+blur", "method": "byol",
-                   "method.tau": 0.99, "device": None, "color": None}
+    written = {key: value for key, value in row.items() if key not in dict(store.added_field_defaults("byol"))}
+    assert written == {"run_id": "r", "grid": None, "status": "completed", "ops": "crop+blur", "first_op": "crop",
+                       "second_op": "blur", "error": None, "seed": 2, "augment.ops": "crop+blur", "method": "byol",
+                       "method.tau": 0.99, "device": None, "color": None}
     assert list(row)[7:10] == ["seed", "augment.ops", "method"]  # top-level values first, then each section's
+
+
+def test_a_result_older_than_a_spec_field_shows_that_fields_default(tmp_path):
+    # Written before model.head, eval.finetune and SimCLR's loss settings existed (result schema 2, a7a7da2):
+    # those runs ran with what is now the default, so a grid mixing them with newer results does not vary there.
+    from ablate.config import RunSpec
+    from ablate.report.data import varying_axes
+
+    older = sample_result("older")
+    older["spec"] = RunSpec(seed=0).model_dump(mode="json")
+    del older["spec"]["model"]["head"], older["spec"]["eval"]["finetune"], older["spec"]["method"]["loss"]
+    newer = sample_result("newer")
+    newer["spec"] = RunSpec(seed=1).model_dump(mode="json")
+    for result in (older, newer):
+        store.write_result(tmp_path / "g" / result["run_id"], result)
+    frame = store.load_results(tmp_path, "g").set_index("run_id")
+    assert frame.loc["older", "model.head"] == "mlp" and frame.loc["older", "method.loss"] == "nt_xent"
+    assert frame.loc["older", "eval.finetune.fractions"] == [] and frame.loc["older", "eval.finetune.lr"] == 0.05
+    assert varying_axes(frame.reset_index(), ()) == []  # only the seed differs, and it is never an axis here
+    assert "model.head" not in store.result_row({"run_id": "r", "status": "missing", "spec": {}})  # no spec: nothing filled

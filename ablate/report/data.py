@@ -195,9 +195,12 @@ def slug(text: str) -> str:
 
 
 def hashable(value: Any) -> Any:
-    """Spec values as group keys: lists (ranges such as crop_scale) become tuples, NaN becomes None."""
+    """Spec values as group keys: lists (ranges such as crop_scale) become tuples, mappings (eval.transfer's
+    targets) tuples of their (key, value) pairs, NaN becomes None."""
     if isinstance(value, list):
         return tuple(hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((key, hashable(item)) for key, item in value.items())
     if isinstance(value, float) and np.isnan(value):
         return None
     return value

@@ -262,3 +262,16 @@ def test_results_without_the_diagnostic_are_not_marked(tmp_path):
     for name in ("table1.md", "table1.tex", "table1.csv"):
         assert "collapsed" not in (out / name).read_text(), name
     assert "collapsed" not in pd.read_csv(out / "table1.csv").columns
+
+
+def test_transfer_targets_as_an_axis_are_told_apart():
+    # eval.transfer holds mappings (one per target dataset): as group keys they must be hashable and compare by value.
+    from ablate.report.data import hashable, varying_axes
+
+    cifar100 = [{"label": "cifar100", "dataset": {"name": "cifar100", "root": None}, "linear": True}]
+    stl10 = [{"label": "stl10", "dataset": {"name": "stl10", "root": None}, "linear": True}]
+    frame = pd.DataFrame({"eval.transfer": [cifar100, stl10, [dict(cifar100[0])]], "seed": [0, 0, 1]})
+    assert hashable(cifar100) == ((("label", "cifar100"), ("dataset", (("name", "cifar100"), ("root", None))), ("linear", True)),)
+    assert hashable(cifar100) == hashable([dict(cifar100[0])]) != hashable(stl10)
+    assert varying_axes(frame, ()) == ["eval.transfer"]
+    assert varying_axes(frame.iloc[[0, 2]], ()) == []
