@@ -41,6 +41,7 @@ PANEL_SIZE = (2.7, 2.0)  # inches, one small multiple
 SEED_COLOURS = plt.get_cmap("tab10")
 MIN_EPOCHS = 2  # a curve of one epoch is a point: nothing to draw
 SMALL_MULTIPLES_DPI = 100  # a PNG of many small panels: 150 dpi made it large (and slow to encode) for no detail
+SMALL_MULTIPLE_TICKS = 4  # intervals per axis in a small panel: enough to read, and each tick is drawn (and costs) per panel
 MAX_SEED_LINES = 10  # more seeds in a cell: its mean and min-max band instead of a line each
 BAND = object()  # the legend key of the mean-and-band drawing
 BAND_LABEL = f"mean over seeds (band: lowest to highest; cells of more than {MAX_SEED_LINES} seeds)"
@@ -193,15 +194,15 @@ def draw_small_multiples(cells: list[tuple[str, pd.DataFrame]], series: str, tit
             axes.fill_between(band.index, band["min"], band["max"], color="0.8", linewidth=0)
             mean, = axes.plot(band.index, band["mean"], color="0.15", linewidth=1.2, marker=marker, markersize=3)
             seeds.setdefault(BAND, mean)
-            axes.set_title(label, fontsize=8.5)
-            style(axes, fontsize=7)
+            axes.set_title(label, fontsize=8.5, y=1.0)  # a fixed y: matplotlib's automatic placement measures every tick
+            style(axes, fontsize=7, bins=SMALL_MULTIPLE_TICKS)
             continue
         for seed, values in seed_lines(cell, series):
             colour = SEED_COLOURS(len(seeds) % 10) if seed not in seeds else seeds[seed].get_color()
             line, = axes.plot(values.index, values.values, color=colour, linewidth=1.2, marker=marker, markersize=3)
             seeds.setdefault(seed, line)
-        axes.set_title(label, fontsize=8.5)
-        style(axes, fontsize=7)
+        axes.set_title(label, fontsize=8.5, y=1.0)  # a fixed y: matplotlib's automatic placement measures every tick
+        style(axes, fontsize=7, bins=SMALL_MULTIPLE_TICKS)
     for index in range(len(cells), rows * columns):
         axes_grid[index // columns][index % columns].set_visible(False)
     for axes in axes_grid[-1]:
@@ -241,9 +242,11 @@ def draw_overlay(cells: list[tuple[str, pd.DataFrame]], title: str, header: str)
     return figure
 
 
-def style(axes: plt.Axes, fontsize: float) -> None:
-    """Whole epochs on the x axis, small tick labels, a light grid."""
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+def style(axes: plt.Axes, fontsize: float, bins: int | str = "auto") -> None:
+    """Whole epochs on the x axis, small tick labels, a light grid; at most `bins` intervals between ticks."""
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=bins, integer=True))
+    if bins != "auto":
+        axes.yaxis.set_major_locator(MaxNLocator(nbins=bins))
     axes.tick_params(labelsize=fontsize)
     axes.grid(alpha=0.3)
 
