@@ -35,6 +35,7 @@ from ablate.report.html import Section
 if TYPE_CHECKING:
     from ablate.report.build import ReportOptions
 
+CSV_SERIES = ("epoch_loss", "monitor_knn_top1", "lr")  # curves.csv's series, in this order within each cell
 SERIES_LABELS = {"epoch_loss": "loss", "monitor_knn_top1": "kNN top-1 (%), monitor", "lr": "learning rate"}
 PANELS_PER_ROW = 5
 PANEL_SIZE = (2.7, 2.0)  # inches, one small multiple
@@ -102,13 +103,20 @@ def cell_axes(grid: GridFrame) -> list[str]:
 def cells_of(curves: pd.DataFrame, axes: list[str], plan_order: pd.Series | None = None) -> list[tuple[str, pd.DataFrame]]:
     """(label, the cell's rows) per cell: in the grid file's order where `plan_order` (run_id -> place in
     the plan) knows the cell's runs, else in the usual order of axis values (split_on's)."""
-    # Cells are found among the runs (one row each), then each takes its runs' rows: splitting the
-    # run-by-epoch table itself hashed every epoch's axis values (seconds at 10,000 runs).
-    labels, owner = [], {}
-    for facet, part in split_on(curves.drop_duplicates("run_id"), axes):
-        owner.update(dict.fromkeys(part["run_id"], len(labels)))
+    # Cells are found among the runs (one row each: run_curves writes each run's rows together), then
+    # each row takes its run's cell by position: splitting or mapping the run-by-epoch table itself by
+    # run id took seconds at 10,000 runs of 100 epochs.
+    run_ids = curves["run_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, run_ids[1:] != run_ids[:-1]]) if len(run_ids) else np.zeros(0, dtype=int)
+    runs = curves.iloc[starts]
+    run_position = pd.Series(np.arange(len(starts)), index=runs.index)
+    cell_of_run = np.zeros(len(starts), dtype=np.int64)
+    labels = []
+    for facet, part in split_on(runs, axes):
+        cell_of_run[run_position[part.index].to_numpy()] = len(labels)
         labels.append(cell_label(facet))
-    parts = dict(tuple(curves.groupby(curves["run_id"].map(owner), sort=False)))
+    rows_per_run = np.diff(np.r_[starts, len(run_ids)])
+    parts = dict(tuple(curves.groupby(np.repeat(cell_of_run, rows_per_run), sort=False)))
     cells = [(label, parts[position]) for position, label in enumerate(labels)]
     if plan_order is None:
         return cells
@@ -152,15 +160,18 @@ def cell_means(cells: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     columns = ["cell", "series", "epoch", "mean", "std", "n"]
     if not cells:
         return pd.DataFrame(columns=columns)
-    order = {label: position for position, (label, _) in enumerate(cells)}
-    every = pd.concat([cell.assign(cell=label) for label, cell in cells], ignore_index=True)
-    long = every.melt(id_vars=["cell", "epoch"], value_vars=["epoch_loss", "monitor_knn_top1", "lr"], var_name="series").dropna()
-    stats = long.groupby(["cell", "series", "epoch"], sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
-    stats = stats.rename(columns={"count": "n"})
-    series_order = {"epoch_loss": 0, "monitor_knn_top1": 1, "lr": 2}
-    stats = stats.sort_values(["cell", "series", "epoch"], key=lambda c: c.map(order) if c.name == "cell"
-                              else c.map(series_order) if c.name == "series" else c, kind="stable")
-    return stats[columns].reset_index(drop=True)
+    every = pd.concat([cell[["epoch", *CSV_SERIES]] for _, cell in cells], ignore_index=True)
+    every["cell_position"] = np.repeat(np.arange(len(cells)), [len(cell) for _, cell in cells])
+    tables = []
+    for series in CSV_SERIES:  # one groupby per series: sorted by cell, then epoch; epochs without a value dropped
+        stats = every.groupby(["cell_position", "epoch"])[series].agg(["mean", "std", "count"])
+        stats = stats[stats["count"] > 0].reset_index()
+        tables.append(stats.assign(series=series))
+    stats = pd.concat(tables, ignore_index=True)
+    stats = stats.sort_values(["cell_position"], kind="stable").reset_index(drop=True)  # series stay in CSV_SERIES order
+    labels = [label for label, _ in cells]
+    stats["cell"] = [labels[position] for position in stats["cell_position"]]
+    return stats.rename(columns={"count": "n"})[columns]
 
 
 def has_series(curves: pd.DataFrame, series: str) -> bool:
