@@ -6,6 +6,9 @@
     pivot-<rows>-by-<cols>-<metric>.{md,tex,csv}                 any two axes, any metric
     methods[--facet].{png,pdf,svg}, methods.{md,tex,csv}         methods × augmentation, Δ from a reference
     heatmap.tex                                                  Figure 5's numbers and marks as a booktabs table
+    figure8[--facet].{png,pdf,svg}, figure8.{md,tex,csv}         Figure 8: head × output size, on h and z (head.py)
+    table3.md, table4.md, table5.md, table7.md, table8.md        Tables 3, 4, 5, 7, 8 in the paper's layout, with
+      (and .tex, .csv each)                                      the paper's numbers beside ablate's (paper_tables.py)
     runs.csv                                                     every completed or failed run the report reads
     index.html                                                   all of it on one self-contained page
     reports/compare-<A>-vs-<B>/difference*.{png,pdf,svg,csv,md}, index.html
@@ -57,6 +60,12 @@ REPORT_TYPES: dict[str, str] = {
     "table": "ablate.report.tables:TableReport",
     "methods": "ablate.report.methods:MethodsReport",
     "curves": "ablate.report.curves:CurvesReport",
+    "figure8": "ablate.report.head:HeadReport",
+    "table3": "ablate.report.paper_tables:Table3Report",
+    "table4": "ablate.report.paper_tables:Table4Report",
+    "table5": "ablate.report.paper_tables:Table5Report",
+    "table7": "ablate.report.paper_tables:Table7Report",
+    "table8": "ablate.report.paper_tables:Table8Report",
 }
 
 

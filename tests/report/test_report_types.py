@@ -55,4 +55,4 @@ def test_a_registered_type_is_drawn_by_kind_and_included_by_all(pair_results, re
 
 def test_an_unknown_kind_is_one_line_and_exit_2(pair_results, capsys):
     assert main(["report", "--grid", "g", "--kind", "pie"]) == 2
-    assert capsys.readouterr().err.strip() == "ablate: unknown report 'pie'; expected one of heatmap, table, methods, curves, all"
+    assert capsys.readouterr().err.strip() == "ablate: unknown report 'pie'; expected one of heatmap, table, methods, curves, figure8, table3, table4, table5, table7, table8, all"
