@@ -23,6 +23,7 @@ DEFAULT_RESULTS = Path("results")
 DEFAULT_REPORTS = Path("reports")
 EXECUTORS = ("auto", "local", "slurm")  # ablate.settings.EXECUTORS, repeated so that --help needs no pydantic
 LOG_KINDS = ("tensorboard",)  # ablate.log.LOG_KINDS, repeated like EXECUTORS
+FETCHABLE = ("cifar10", "cifar100", "stl10", "imagenette", "tiny-imagenet")  # ablate.data.fetch.SOURCES, likewise
 
 
 class UsageError(Exception):
@@ -308,6 +309,27 @@ def command_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ data
+
+
+def command_data_fetch(args: argparse.Namespace) -> int:
+    """Download, check and extract one dataset into --root (default: where dataset.name NAME is read from)."""
+    from ablate.config import DatasetSpec
+    from ablate.data import DatasetUnavailable, data_root
+    from ablate.data.fetch import fetch, is_fetched
+
+    root = data_root(DatasetSpec(name=args.name, root=args.root))
+    try:
+        target = fetch(args.name, root)
+    except DatasetUnavailable as err:  # offline, dropped connection, bad checksum, damaged archive
+        raise UsageError(str(err)) from None
+    except OSError as err:  # e.g. --root is a file or not writable
+        raise UsageError(f"cannot fetch {args.name} into {root}: {err.strerror or err}") from None
+    how = "fetched" if is_fetched(args.name, root) else "already there, not fetched by ablate; remove it to fetch again"
+    print(f"{args.name}: {target} ({how})")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------- bench
 
 
@@ -428,6 +450,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "train applies it always")
     bench.add_argument("--out", help="Markdown file (default: benchmarks/results/<what>-<device>.md)")
     bench.set_defaults(handler=command_bench)
+
+    data = commands.add_parser("data", help="datasets: `fetch NAME` downloads one (md5 checked)")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_commands.add_parser("fetch", help="download, check and extract a dataset into $ABLATE_DATA/NAME "
+                                     "(or --root), where dataset.name NAME reads it; nothing else downloads")
+    fetch.add_argument("name", choices=FETCHABLE)
+    fetch.add_argument("--root", help="folder to fetch into, as dataset.root (default: $ABLATE_DATA/NAME, else ./data/NAME)")
+    fetch.set_defaults(handler=command_data_fetch)
     return parser
 
 

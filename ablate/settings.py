@@ -9,6 +9,7 @@ imports torch: checking whether a named CUDA device exists is left to the code t
 | variable | meaning | default |
 |---|---|---|
 | ABLATE_DATA | folder holding the datasets' folders (`$ABLATE_DATA/<name>`) | `./data` |
+| ABLATE_DATA_MIRROR | base address archives are fetched from instead of their official ones (`ablate.data.fetch`) | unset |
 | ABLATE_CACHE | folder for decoded and generated datasets | `~/.cache/ablate` |
 | ABLATE_DEVICE | device of every run (`cpu`, `cuda`, `cuda:1`) | CUDA when present, else CPU |
 | ABLATE_EXECUTOR | default of `ablate run --executor` (`auto`, `local`, `slurm`) | `auto` |
@@ -16,6 +17,9 @@ imports torch: checking whether a named CUDA device exists is left to the code t
 | ABLATE_COMPILE_COLOR | `1`: colour distortion through torch.compile (`ablate.augment.compiled`) | `0` |
 | ABLATE_KEEP_FREED_MEMORY | `0`: leave glibc's allocator as it is on CPU runs (`ablate.cpu_memory`) | `1` |
 | ABLATE_MONITOR_EVERY | epochs between online kNN measurements (`ablate.evaluate.monitor`); `0`: off | `auto` |
+| ABLATE_STREAM_BUDGET_GB | decoded size (GB) above which an image folder streams under `dataset.stream: auto` (`ablate.data.stream`) | half the available memory |
+| ABLATE_STREAM_WORKERS | DataLoader worker processes of a streamed folder; `0`: read in the training process | one per core (at most 16) |
+| ABLATE_STREAM_GPU_DECODE | `1`: a streamed folder's JPEGs decoded by nvJPEG on the run's CUDA device (`ablate.data.stream`) | `0` |
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     data: Path | None = None
+    data_mirror: str | None = None  # http(s) base address: archives fetched from <mirror>/<archive name>
     cache: Path
     device: str | None = None
     executor: Literal["auto", "local", "slurm"] | None = None  # None: unset (the CLI's default applies)
@@ -53,6 +58,9 @@ class Settings(BaseModel):
     compile_color: bool = False
     keep_freed_memory: bool = True
     monitor_every: int | None = None  # None: auto (ablate.evaluate.monitor.auto_interval); 0: off
+    stream_budget_gb: float | None = None  # None: half the available memory (ablate.data.stream.memory_budget_bytes)
+    stream_workers: int | None = None  # None: one per core
+    stream_gpu_decode: bool = False
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -108,6 +116,35 @@ def _monitor_every(env: Mapping[str, str]) -> int | None:
     return int(value)
 
 
+def _data_mirror(env: Mapping[str, str]) -> str | None:
+    value = _text(env, "ABLATE_DATA_MIRROR")
+    if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise SettingsError(f"ABLATE_DATA_MIRROR is {value!r}; expected an http:// or https:// address")
+    return value
+
+
+def _stream_budget_gb(env: Mapping[str, str]) -> float | None:
+    value = _text(env, "ABLATE_STREAM_BUDGET_GB")
+    if value is None:
+        return None
+    try:
+        budget = float(value)
+    except ValueError:
+        budget = float("nan")
+    if not budget >= 0:  # also refuses nan
+        raise SettingsError(f"ABLATE_STREAM_BUDGET_GB is {value!r}; expected a number of gigabytes, 0 or more")
+    return budget
+
+
+def _stream_workers(env: Mapping[str, str]) -> int | None:
+    value = _text(env, "ABLATE_STREAM_WORKERS")
+    if value is None:
+        return None
+    if not re.fullmatch(r"[0-9]+", value) or int(value) > 256:
+        raise SettingsError(f"ABLATE_STREAM_WORKERS is {value!r}; expected a whole number of processes from 0 to 256")
+    return int(value)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """The ABLATE_* variables of `env` (default: this process's environment), validated."""
     env = os.environ if env is None else env
@@ -115,6 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     cache = _text(env, "ABLATE_CACHE")
     return Settings(
         data=Path(data).expanduser() if data else None,
+        data_mirror=_data_mirror(env),
         cache=Path(cache).expanduser() if cache else Path.home() / ".cache" / "ablate",
         device=_device(env),
         executor=_executor(env),
@@ -122,4 +160,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         compile_color=_switch(env, "ABLATE_COMPILE_COLOR", False, "compile the colour distortion"),
         keep_freed_memory=_switch(env, "ABLATE_KEEP_FREED_MEMORY", True, "keep freed memory in CPU runs"),
         monitor_every=_monitor_every(env),
+        stream_budget_gb=_stream_budget_gb(env),
+        stream_workers=_stream_workers(env),
+        stream_gpu_decode=_switch(env, "ABLATE_STREAM_GPU_DECODE", False, "decode streamed JPEGs on the CUDA device"),
     )

@@ -72,7 +72,7 @@ def test_all_problems_reported_at_once_with_paths_and_lines(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("name: x\ndataset: {name: imagenet}\n", "dataset.name: got 'imagenet'; expected one of 'shapes', 'cifar10'"),
+        ("name: x\ndataset: {name: places365}\n", "dataset.name: got 'places365'; expected one of 'shapes', 'cifar10'"),
         ("name: x\nmodel: {arch: vgg}\n", "model.arch: got 'vgg'; expected one of 'small_cnn', 'resnet18'"),
         ("name: x\ntrain: {batch_size: ten}\n", "train.batch_size: got 'ten'; input should be a valid integer"),
         ("name: ../evil\n", "name: got '../evil'; grid name '../evil' is not a plain name"),

@@ -10,7 +10,7 @@ from ablate.settings import SettingsError, load_settings
 
 def test_defaults_when_nothing_is_set():
     settings = load_settings({})
-    assert settings.data is None and settings.cache == Path.home() / ".cache" / "ablate"
+    assert settings.data is None and settings.cache == Path.home() / ".cache" / "ablate" and settings.data_mirror is None
     assert settings.device is None and settings.executor is None and settings.slurm_grace_s == 30.0
     assert settings.compile_color is False and settings.keep_freed_memory is True
 
@@ -19,7 +19,9 @@ def test_values_are_read_and_converted():
     settings = load_settings({
         "ABLATE_DATA": "~/datasets", "ABLATE_CACHE": "/tmp/c", "ABLATE_DEVICE": "cuda:1", "ABLATE_EXECUTOR": "slurm",
         "ABLATE_SLURM_GRACE_S": "2.5", "ABLATE_COMPILE_COLOR": "1", "ABLATE_KEEP_FREED_MEMORY": "0",
+        "ABLATE_DATA_MIRROR": "http://127.0.0.1:8000/datasets",
     })
+    assert settings.data_mirror == "http://127.0.0.1:8000/datasets"
     assert settings.data == Path.home() / "datasets" and settings.cache == Path("/tmp/c")
     assert settings.device == "cuda:1" and settings.executor == "slurm" and settings.slurm_grace_s == 2.5
     assert settings.compile_color is True and settings.keep_freed_memory is False
@@ -44,6 +46,8 @@ def test_the_process_environment_is_read_at_each_call(monkeypatch):
     ("ABLATE_SLURM_GRACE_S", "-1", "ABLATE_SLURM_GRACE_S is '-1'; expected a number of seconds, 0 or more"),
     ("ABLATE_SLURM_GRACE_S", "nan", "ABLATE_SLURM_GRACE_S is 'nan'; expected a number of seconds, 0 or more"),
     ("ABLATE_COMPILE_COLOR", "yes", "ABLATE_COMPILE_COLOR is 'yes'; expected 1 (compile the colour distortion) or 0"),
+    ("ABLATE_DATA_MIRROR", "ftp://mirror/data", "ABLATE_DATA_MIRROR is 'ftp://mirror/data'; expected an http:// or https:// address"),
+    ("ABLATE_DATA_MIRROR", "/srv/data", "ABLATE_DATA_MIRROR is '/srv/data'; expected an http:// or https:// address"),
     ("ABLATE_KEEP_FREED_MEMORY", "off", "ABLATE_KEEP_FREED_MEMORY is 'off'; expected 1 (keep freed memory in CPU runs) or 0"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(variable, value, message):

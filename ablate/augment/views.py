@@ -12,6 +12,11 @@ views replays exactly from its parameters.
 
 Execution: on a GPU both views run as one batch of 2B (fewer, larger kernels); on CPU view by view
 and in chunks of ~3 MiB, so that the intermediates of the pipeline stay in cache.
+
+Crops taken by a streaming loader (`ablate.data.stream`): `worker_crop` names the random resized crop
+the loader takes from each full-resolution file (the one_branch base crop, or under both_branches the
+pipeline's first operator when it is ``crop``). A batch of B×K×3×H×W (K such crops per image, already
+resized) tells `pair` and `single` that this crop was taken: they apply everything after it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,14 @@ class PairParams:
 
     view1: ViewParams
     view2: ViewParams
+
+
+@dataclass(frozen=True)
+class WorkerCrop:
+    """The crop a streaming loader takes from each file: `count` independent draws of `crop` per image."""
+
+    crop: Crop
+    count: int  # 1: the shared base crop, or the single view; 2: one per view (both_branches)
 
 
 CPU_CHUNK_BYTES = 3 * 2**20  # ~3 MiB of float32 images per chunk: the pipeline's intermediates stay in cache
@@ -91,6 +104,7 @@ class ViewMaker:
         self.protocol = protocol
         self.ops = ops
         self.base = base
+        self._rest: ViewMaker | None = None  # what follows a loader's crop (`_after_worker_crop`), built when first needed
 
     def __repr__(self) -> str:
         return f"ViewMaker(protocol={self.protocol!r}, base={self.base!r}, ops={self.ops!r})"
@@ -155,12 +169,51 @@ class ViewMaker:
     # ------------------------------------------------------------------------- the interface
 
     def pair(self, images: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Two views (float32 [0, 1], same shape and device as images) under the spec's protocol."""
+        """Two views (float32 [0, 1], same shape and device as images) under the spec's protocol.
+
+        images B×3×H×W, or B×K×3×H×W: K crops per image taken by a loader (`worker_crop(2)`), not taken again."""
+        if images.ndim == 5:
+            return self._pair_of_taken_crops(images, generator)
         batch, _, height, width = images.shape
         return self.apply_pair(images, self.sample_pair(batch, height, width, generator, images.device))
 
     def single(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One augmented view (supervised baseline): base crop (if the protocol uses it) + the operators."""
+        """One augmented view (supervised baseline): base crop (if the protocol uses it) + the operators.
+
+        images B×3×H×W, or B×1×3×H×W: the crop taken by a loader (`worker_crop(1)`), not taken again."""
+        if images.ndim == 5:
+            return self._after_worker_crop().single(images[:, 0], generator)
         batch, _, height, width = images.shape
         params = self.sample_view(batch, height, width, generator, images.device)
         return self.apply_view(to_unit_float(images), params)
+
+    # ------------------------------------------------------- crops taken by a streaming loader
+
+    def worker_crop(self, views: int) -> WorkerCrop | None:
+        """The crop a loader should take from each full-resolution image for `views` views (2: `pair`, 1: `single`),
+        or None when the first random crop cannot move there (then the loader gives whole images, as in memory)."""
+        if self.protocol == "one_branch":
+            return WorkerCrop(self.base, 1) if self.base is not None else None
+        if self.ops and isinstance(self.ops[0], Crop):
+            return WorkerCrop(self.ops[0], views)
+        return None
+
+    def _after_worker_crop(self) -> ViewMaker:
+        """The ViewMaker of what follows the worker crop: one_branch without its base crop (view 2 is the
+        loader's crop, view 1 gets the operators), both_branches without its first operator."""
+        if self._rest is None:
+            if self.worker_crop(1) is None:
+                raise ValueError(f"{self!r} takes no crop in a loader, so it expects B×3×H×W images, not B×K×3×H×W")
+            ops = self.ops if self.protocol == "one_branch" else self.ops[1:]
+            self._rest = ViewMaker.from_operators(self.protocol, ops, base=None)
+        return self._rest
+
+    def _pair_of_taken_crops(self, crops: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two views from crops a loader took: one_branch from the shared crop (K = 1), both_branches one per crop (K = 2)."""
+        rest = self._after_worker_crop()
+        expected = 1 if self.protocol == "one_branch" else 2
+        if crops.shape[1] != expected:
+            raise ValueError(f"{self.protocol}: expected {expected} loader crop(s) per image, got {crops.shape[1]}")
+        if self.protocol == "one_branch":
+            return rest.pair(crops[:, 0], generator)
+        return rest.single(crops[:, 0], generator), rest.single(crops[:, 1], generator)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from ablate.config.base import StrictModel, added_field, not_in_id
 from ablate.config.methods import DEFAULT_METHOD, MethodChoice, method_from_name
 
 OPERATORS: tuple[str, ...] = ("crop", "cutout", "color", "sobel", "noise", "blur", "rotate", "autoaugment")
-DATASETS: tuple[str, ...] = ("shapes", "cifar10", "cifar100", "stl10", "folder")
+DATASETS: tuple[str, ...] = ("shapes", "cifar10", "cifar100", "stl10", "folder", "imagenette", "tiny-imagenet", "imagenet")
+IN_MEMORY_ONLY: tuple[str, ...] = ("shapes", "cifar10", "cifar100", "stl10")  # arrays, not image files: nothing to stream
 ARCHS: tuple[str, ...] = ("small_cnn", "resnet18", "resnet34", "resnet50")
 OPTIMIZERS: tuple[str, ...] = ("lars", "sgd", "adamw")
 Operator = Literal[OPERATORS]  # type: ignore[valid-type]  # Literal of a tuple: the same names, written once
@@ -46,6 +47,14 @@ class DatasetSpec(StrictModel):
         "auto", description="read and decode image files off the training loop instead of holding the set in "
         "memory; auto: stream an image folder whose decoded size is above the memory budget"
     )
+
+    @field_validator("stream")
+    @classmethod
+    def _streams_files_only(cls, stream: bool | str, info: ValidationInfo) -> bool | str:
+        name = info.data.get("name")
+        if stream is True and name in IN_MEMORY_ONLY:
+            raise ValueError(f"dataset {name!r} is held in memory, it cannot stream; stream: true is for image folders")
+        return stream
 
 
 class ModelSpec(StrictModel):
@@ -149,12 +158,35 @@ class FinetuneSpec(StrictModel):
         default_factory=list, max_length=8, description="label fractions, each in (0, 1], e.g. [0.01, 0.1, 1.0]; empty: no fine-tuning"
     )
     epochs: list[int] | None = Field(
-        None, description="epochs per fraction (same length); None: the paper's (60 for 1 %, 30 for 10 %)"
+        None, description="epochs per fraction (same length); None: the paper's (B.5: 60 for 1 %, 30 for 10 %): "
+        "60 up to 1 %, 30 above (100 %, where the paper says nothing, included)"
     )
     lr: float = Field(0.05, gt=0, le=100, description="learning rate per 256 images (paper: 0.05 x batch / 256)")
     momentum: float = Field(0.9, ge=0, lt=1, description="Nesterov momentum")
     batch_size: int = Field(4096, ge=2, le=65536, description="paper: 4096; capped at the labelled subset's size")
     scratch: bool = Field(True, description="also train the same network from scratch on the same subset (the supervised baseline)")
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions_in_range(cls, fractions: list[float]) -> list[float]:
+        outside = [fraction for fraction in fractions if not 0 < fraction <= 1]
+        if outside:
+            raise ValueError(f"expected label fractions inside (0, 1], got {outside}")
+        if len(set(fractions)) != len(fractions):
+            raise ValueError(f"expected each label fraction once, got {fractions}")
+        return fractions
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs_per_fraction(cls, epochs: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        fractions = info.data.get("fractions")  # absent when the fractions themselves were refused
+        if epochs is None or fractions is None:
+            return epochs
+        if len(epochs) != len(fractions):
+            raise ValueError(f"expected one epoch count per fraction ({len(fractions)}), got {len(epochs)}: {epochs}")
+        if any(not 1 <= count <= 10_000 for count in epochs):
+            raise ValueError(f"expected epochs inside [1, 10000], got {epochs}")
+        return epochs
 
 
 class TransferTarget(StrictModel):
@@ -164,6 +196,9 @@ class TransferTarget(StrictModel):
     dataset: DatasetSpec
     linear: bool = Field(True, description="a linear probe on the frozen encoder's features")
     finetune: bool = Field(False, description="fine-tune the whole encoder on all of the target's labels")
+    finetune_epochs: int | None = added_field(
+        None, ge=1, le=10_000, description="epochs of that fine-tuning; None: eval.finetune's for 100 % of the labels (30)"
+    )
 
 
 class EvalSpec(StrictModel):
@@ -179,6 +214,9 @@ class EvalSpec(StrictModel):
     linear: Literal["features", "paper"] = added_field(
         "features", description="features: Adam on pre-computed, un-augmented features (fast); paper: SGD with "
         "Nesterov momentum on random crop + flip views through the frozen encoder (Appendix B.6)"
+    )
+    linear_paper_epochs: int = added_field(
+        90, ge=1, le=10_000, description="eval.linear paper: passes over the labelled training images (B.6: 90)"
     )
     transform_probes: list[TransformProbe] = added_field(
         default_factory=list, description="Table 3: linear probes on h and z that predict which transformation was applied"
@@ -230,6 +268,19 @@ class RunSpec(StrictModel):
     @classmethod
     def _bare_method_name(cls, value: Any) -> Any:
         return method_from_name(value)
+
+    @field_validator("method")
+    @classmethod
+    def _head_is_simclrs(cls, method: Any, info: ValidationInfo) -> Any:
+        """model.head chooses SimCLR's projection head (Figure 8); every other method builds its own
+        projector from its own settings, so another head there would be silently ignored."""
+        model = info.data.get("model")  # absent when the model section itself failed validation
+        if model is not None and model.head != "mlp" and method.name != "simclr":
+            raise ValueError(
+                f"model.head {model.head!r} chooses SimCLR's projection head, which {method.name} does not use "
+                "(its own heads come from its method settings): leave model.head at 'mlp' for it"
+            )
+        return method
 
 
 class GridSpec(RunSpec):

@@ -34,6 +34,8 @@ class ImageData:
 
 @dataclass
 class DatasetSplits:
+    # Each split is an ImageData, or for a streamed image folder an ablate.data.stream.ImageFiles
+    # (paths and labels; its `images` are decoded when read).
     pretrain: ImageData  # what self-supervised training sees (may include unlabelled images)
     train: ImageData  # labelled images for the linear probe and the supervised baseline
     test: ImageData
@@ -85,9 +87,17 @@ def subset(data: ImageData, size: int | None, seed: int) -> ImageData:
     """A seeded random subset of `size` images (all of them when size is None or larger)."""
     if size is None or size >= len(data):
         return data
-    generator = torch.Generator().manual_seed(seed)
-    index = torch.randperm(len(data), generator=generator)[:size]
+    index = subset_index(len(data), size, seed)
     return ImageData(data.images[index], data.labels[index])
+
+
+def subset_index(length: int, size: int | None, seed: int) -> torch.Tensor:
+    """The indices `subset` keeps of `length` items (all of them, in order, when size is None or larger);
+    a streamed split (ablate.data.stream) selects its files with them."""
+    if size is None or size >= length:
+        return torch.arange(length)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(length, generator=generator)[:size]
 
 
 # The registry of datasets: grid name -> "module:function" loading it. A string, so that a dataset's
@@ -99,6 +109,9 @@ LOADERS: dict[str, str] = {
     "cifar100": "ablate.data.cifar:load_cifar100",
     "stl10": "ablate.data.stl10:load",
     "folder": "ablate.data.folder:load",
+    "imagenette": "ablate.data.imagenette:load",
+    "tiny-imagenet": "ablate.data.tiny_imagenet:load",
+    "imagenet": "ablate.data.imagenet:load",
 }
 
 
@@ -111,4 +124,11 @@ def loader_of(name: str) -> Loader:
 def load_dataset(spec: DatasetSpec) -> DatasetSplits:
     if spec.name not in LOADERS:
         raise DatasetUnavailable(f"dataset {spec.name!r} has no loader; available: {', '.join(sorted(LOADERS))}")
-    return loader_of(spec.name)(spec)
+    load = loader_of(spec.name)
+    try:
+        return load(spec)
+    except DatasetUnavailable as missing:
+        from ablate.data.fetch import fetch_when_asked  # local: only a missing dataset needs it
+
+        fetch_when_asked(spec, missing)  # fetches when spec.download says so, else raises saying how to
+    return load(spec)

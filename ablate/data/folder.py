@@ -13,6 +13,9 @@ decoded with PIL (torchvision's `pil_loader`, so grey, palette and RGBA images b
 shorter side resized to ``image_size`` with antialiasing and the centre cropped to a square — the
 aspect ratio is kept, as in the usual Resize + CenterCrop evaluation transform.
 
+A folder whose decoded size is above the memory budget (or any folder with ``dataset.stream: true``)
+is not decoded here: its files are read while training (`ablate.data.stream`), split the same way.
+
 Decoding thousands of files is slow, so the result is cached in ``cache_root()`` under a name that
 hashes the folder's absolute path, every file's relative path, size and mtime, and ``image_size``:
 any change to the files makes a new cache. The cache is written atomically (temp file, then
@@ -33,6 +36,7 @@ from torchvision.transforms.v2 import functional as F
 
 from ablate.config import DatasetSpec
 from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, cache_root, data_root, per_class_sample, save_cache, subset
+from ablate.data.stream import streamed_splits, streams
 
 TEST_FRACTION = 0.2  # of each class, for a folder without train/ and test/
 CACHE_FORMAT = 1  # bump when the cached content changes meaning
@@ -47,6 +51,8 @@ def load(spec: DatasetSpec) -> DatasetSplits:
     """The folder at ``data_root(spec)`` as uint8 splits of ``image_size`` px (cached after the first load)."""
     root = data_root(spec).resolve()
     classes, files = list_files(root)
+    if streams(spec, len(files)):  # too large for memory, or dataset.stream: true: files read while training
+        return streamed_splits(spec, root, classes, files, None if _has_split_folders(root) else TEST_FRACTION)
     decoded = _cached_or_decoded(root, files, spec.image_size)
     images, labels, is_test = decoded["images"], decoded["labels"], decoded["is_test"]
     if not _has_split_folders(root):

@@ -1,17 +1,26 @@
-"""Features of the frozen encoder, computed once in eval mode without gradients."""
+"""Features of the frozen encoder, computed once in eval mode without gradients.
+
+The images are a uint8 tensor, or a streamed folder's centre crops (`ablate.data.stream.CentreCrops`),
+read in one pass by DataLoader workers: a streamed split is never held in memory whole.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from ablate.data.stream import CentreCrops
 
 
 @torch.no_grad()
 def extract_features(
     encoder: nn.Module,
-    images_uint8: torch.Tensor,
+    images_uint8: torch.Tensor | CentreCrops,
     device: torch.device,
     batch_size: int = 1024,
     bf16: bool = False,
@@ -28,8 +37,8 @@ def extract_features(
     device = torch.device(device)
     chunks = []
     try:
-        for start in range(0, images_uint8.shape[0], batch_size):
-            batch = images_uint8[start : start + batch_size].to(device, non_blocking=True).float().div_(255)
+        for batch in uint8_batches(images_uint8, batch_size, device):
+            batch = batch.to(device, non_blocking=True).float().div_(255)
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
@@ -37,3 +46,12 @@ def extract_features(
     finally:
         encoder.train(was_training)
     return torch.cat(chunks)
+
+
+def uint8_batches(images: torch.Tensor | CentreCrops, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """The images in order, `batch_size` at a time: slices of a tensor, or a streamed folder's batches."""
+    if isinstance(images, torch.Tensor):
+        for start in range(0, images.shape[0], batch_size):
+            yield images[start : start + batch_size]
+    else:
+        yield from images.batches(batch_size, pin_memory=device.type == "cuda")

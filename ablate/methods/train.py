@@ -3,7 +3,9 @@
 Read it top to bottom: the whole training set sits on the device as uint8; each step draws a batch
 by index, makes the method's inputs (the augmented views) on the device, takes one optimiser step,
 then calls the method's `after_step`. There is no DataLoader: with augmentation on the device there
-is nothing left for worker processes to do. What differs between methods is behind
+is nothing left for worker processes to do. The exception is a folder too large for memory
+(`ablate.data.stream`): DataLoader workers read and crop its files, in the order of the same
+permutation, and the rest of the views are made on the device as for images in memory. What differs between methods is behind
 `ablate.methods.base.Method`; nothing here asks which method it trains.
 
 Every source of randomness (shuffling, augmentation parameters) comes from one torch.Generator
@@ -23,11 +25,11 @@ import io
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -37,6 +39,9 @@ from ablate.data import ImageData
 from ablate.methods.base import Method
 from ablate.methods.optim import build_optimizer, build_schedule
 from ablate.store import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from ablate.data.stream import ImageFiles, StreamedBatches
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOSS_CHECK_EVERY = 10  # CUDA: steps between host syncs (NaN detection, progress); the CPU checks every step
@@ -250,27 +255,33 @@ class BatchMaker:
     which is what a checkpoint must hold.
     """
 
-    def __init__(self, step: TrainStep, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor,
-                 batch_size: int, generator: torch.Generator, ahead: bool):
+    def __init__(self, step: TrainStep, images: torch.Tensor | None, labels: torch.Tensor | None, order: torch.Tensor,
+                 batch_size: int, generator: torch.Generator, ahead: bool,
+                 streamed: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None):
+        """`images`/`labels`: the training set on the device, indexed by `order`; or `streamed`: each step's
+        batch in turn, read by a loader (ablate.data.stream), consumed one step after the other."""
         self.step, self.images, self.labels, self.order = step, images, labels, order
-        self.batch_size, self.generator = batch_size, generator
-        cuda = images.device.type == "cuda"
+        self.batch_size, self.generator, self.streamed = batch_size, generator, streamed
+        cuda = order.device.type == "cuda"
         self.ahead = ahead
         # High priority, so that its small kernels (and any host sync inside augmentation) are not
         # queued behind the model's.
-        self.side = torch.cuda.Stream(images.device, priority=SIDE_STREAM_PRIORITY) if ahead and cuda else None
+        self.side = torch.cuda.Stream(order.device, priority=SIDE_STREAM_PRIORITY) if ahead and cuda else None
         if self.side is not None:
-            self.side.wait_stream(torch.cuda.current_stream(images.device))  # `order` is ready (once an epoch)
+            self.side.wait_stream(torch.cuda.current_stream(order.device))  # `order` is ready (once an epoch)
         self.pending: tuple[int, tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor | None] | None = None
 
     def _make(self, step_index: int) -> tuple[int, tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor | None]:
         # Only views made ahead need the state from before them (for a checkpoint taken meanwhile);
         # copying the generator's state every step otherwise would be work for nothing on the hot path.
         before = self.generator.get_state() if self.ahead else None
-        index = self.order[step_index * self.batch_size : (step_index + 1) * self.batch_size]
         with torch.cuda.stream(self.side) if self.side is not None else nullcontext():
-            labels = self.labels[index]
-            inputs = self.step.make_inputs(self.images[index], labels, self.generator)
+            if self.streamed is not None:  # the loader's next batch: steps are made in order
+                images, labels = next(self.streamed)
+            else:
+                index = self.order[step_index * self.batch_size : (step_index + 1) * self.batch_size]
+                images, labels = self.images[index], self.labels[index]
+            inputs = self.step.make_inputs(images, labels, self.generator)
         return step_index, inputs, labels, before
 
     def get(self, step_index: int) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
@@ -297,7 +308,7 @@ class BatchMaker:
 def train(
     model: Method,
     step: TrainStep,
-    data: ImageData,
+    data: ImageData | ImageFiles,
     spec: RunSpec,
     settings: DeviceSettings,
     run_folder: Path | None = None,
@@ -319,8 +330,11 @@ def train(
     `epoch_end` is called once an epoch's loss and learning rate are recorded, before its checkpoint.
     """
     device = settings.device
-    images = data.images.to(device)  # the whole training set, uint8, on the device: no DataLoader
-    labels = data.labels.to(device)
+    loader = streamed_batches(model, data, spec, device)
+    if loader is None:
+        images, labels = data.images.to(device), data.labels.to(device)  # the whole training set, uint8, on the device
+    else:
+        images = labels = None  # a streamed folder: each step's batch comes from the loader's workers
     batch_size = spec.train.batch_size
     steps_per_epoch = len(data) // batch_size  # drop the last partial batch: NT-Xent wants full batches
     if steps_per_epoch == 0:
@@ -348,7 +362,8 @@ def train(
     while state.epoch < spec.train.epochs:
         if state.permutation is None:
             state.permutation = torch.randperm(len(data), generator=generator, device=device).cpu()
-        batches = BatchMaker(step, images, labels, state.permutation.to(device), batch_size, generator, ahead)
+        streamed = loader.epoch(state.epoch, state.permutation, state.step_in_epoch) if loader is not None else None
+        batches = BatchMaker(step, images, labels, state.permutation.to(device), batch_size, generator, ahead, streamed)
         running = torch.tensor(state.loss_sum, device=device, dtype=torch.float64)
         started = time.perf_counter()
         while state.step_in_epoch < steps_per_epoch:
@@ -397,6 +412,19 @@ def train(
     epoch_lrs = [last_step_lr(schedule, epoch * steps_per_epoch) for epoch in range(1, state.epoch + 1)]
     return TrainOutcome(state.epoch_losses, state.train_seconds, state.images_seen, state.global_step, state.resumed_from_epoch,
                         epoch_lrs, state.measured, state.epoch_end_seconds)
+
+
+def streamed_batches(model: Method, data: ImageData | ImageFiles, spec: RunSpec, device: torch.device) -> StreamedBatches | None:
+    """The loader of a streamed split (`ablate.data.stream.ImageFiles`), or None for images held in memory.
+
+    Its workers take the crop the method's ViewMaker names (`worker_crop`) from each full-resolution
+    file, seeded by (run seed, epoch, index), so a resumed run reads the same crops."""
+    from ablate.data.stream import ImageFiles, StreamedBatches  # local: in-memory runs never start a DataLoader
+
+    if not isinstance(data, ImageFiles):
+        return None
+    crop = model.views.worker_crop(model.views_per_image)
+    return StreamedBatches(data, crop, spec.train.batch_size, spec.seed, device)
 
 
 def last_step_lr(schedule: torch.optim.lr_scheduler.LambdaLR, global_step: int) -> float:

@@ -74,7 +74,7 @@ CASES: list[tuple[str, str | bytes | None, list[str], list[str]]] = [
     ("unknown-operator", "name: x\ngrid:\n  pair: [crop, zoom]\n", [],
      [":3: grid.pair[1]: got 'zoom'; expected one of 'crop', 'cutout', 'color', 'sobel', 'noise', 'blur', 'rotate' or 'autoaugment'"]),
     ("unknown-operator-in-ops", "name: x\naugment: {ops: [crop, jpeg]}\n", [], ["augment.ops[1]: got 'jpeg'; expected one of 'crop'"]),
-    ("unknown-dataset", "name: x\ndataset: {name: imagenet}\n", [], ["dataset.name: got 'imagenet'; expected one of 'shapes', 'cifar10', 'cifar100', 'stl10' or 'folder'"]),
+    ("unknown-dataset", "name: x\ndataset: {name: imagenet21k}\n", [], ["dataset.name: got 'imagenet21k'; expected one of 'shapes', 'cifar10', 'cifar100', 'stl10', 'folder', 'imagenette', 'tiny-imagenet' or 'imagenet'"]),
     ("unknown-model", "name: x\nmodel: {arch: vgg16}\n", [], ["model.arch: got 'vgg16'; expected one of 'small_cnn', 'resnet18'"]),
     ("unknown-method", "name: x\nmethod: swav\n", [], [":2: method: got 'swav'; expected one of 'simclr', 'moco_v2', 'byol', 'simsiam', 'barlow_twins', 'vicreg', 'dino' or 'supervised'"]),
     ("unknown-optimizer", "name: x\ntrain: {optimizer: adam}\n", [], ["train.optimizer: got 'adam'; expected one of 'lars', 'sgd' or 'adamw'"]),
