@@ -39,7 +39,8 @@ def test_run_writes_one_completed_result_per_run(finished_grid):
         assert (folder / "results" / "tiny" / result["run_id"] / "result.json").exists()
         assert 0.0 <= result["metrics"]["linear_top1"] <= 100.0
         assert result["metrics"]["linear_top5"] >= result["metrics"]["linear_top1"]
-        assert result["spec"]["seed"] == 0 and result["spec"]["method"] == {"name": "simclr", "temperature": 0.5}
+        assert result["spec"]["seed"] == 0 and result["spec"]["method"] == {
+            "name": "simclr", "temperature": 0.5, "loss": "nt_xent", "semi_hard": False, "l2_normalize": True, "margin": 1.0}
         assert result["timings"]["total"] >= result["timings"]["train"] > 0
         assert result["provenance"]["torch_version"] and result["provenance"]["device"].startswith("cpu")
         assert result["provenance"]["color"] == "eager"  # ABLATE_COMPILE_COLOR unset

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ablate.config.base import StrictModel, added_field
 
@@ -38,7 +38,18 @@ class SimCLRSpec(MethodSpec):
     )
     semi_hard: bool = added_field(False, description="semi-hard negative mining (Table 4)")
     l2_normalize: bool = added_field(True, description="ℓ2-normalise the projections before the loss (Table 5)")
-    margin: float = added_field(1.0, gt=0, le=100, description="margin_triplet's margin")
+    margin: float = added_field(
+        1.0, gt=0, le=100,
+        description="margin_triplet's margin m, in units of u·v (cosine with ℓ2); the paper tuned m in {0, 0.4, 0.8, 1.6} (B.10)",
+    )
+
+    @model_validator(mode="after")
+    def _margin_is_the_margin_losss(self) -> SimCLRSpec:
+        """Only margin_triplet has a margin (Table 2): another loss would ignore it and make a new run id
+        for the same run."""
+        if self.loss != "margin_triplet" and self.margin != type(self).model_fields["margin"].default:
+            raise ValueError(f"margin is margin_triplet's setting; loss {self.loss} has none: leave margin out of this run")
+        return self
 
 
 class MoCoV2Spec(MethodSpec):

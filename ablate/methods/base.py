@@ -112,6 +112,12 @@ class Method(nn.Module, ABC):
         """Metrics this method adds to result.json beyond the probes' (default: none)."""
         return {}
 
+    def view_metrics(self, images: torch.Tensor, batch_size: int, generator: torch.Generator) -> dict[str, float]:
+        """Metrics of the method's own task on augmented views of held-out `images` (uint8, on the model's
+        device), measured after training with a generator of their own (SimCLR: Table 5's contrastive
+        accuracy and entropy). Default: none."""
+        return {}
+
     def embedding(self, features: torch.Tensor) -> torch.Tensor:
         """What the loss compares, computed from encoder features h (called in eval mode, without
         gradients): the collapse diagnostic measures its spread. Default: h itself; a method with a

@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ablate.config.methods import SimCLRSpec
 from ablate.methods.base import Forward, MethodContext, TwoViewMethod
+from ablate.methods.contrastive_losses import contrastive_loss, contrastive_metrics, nt_xent  # noqa: F401 - nt_xent: its home before
 from ablate.models.heads import projection_head
-
-
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Normalised temperature-scaled cross entropy (paper eq. 1), averaged over all 2N anchors.
-
-    For anchor i the positive is its other view; the 2N − 2 other embeddings of the batch are the
-    negatives. Similarity is cosine similarity divided by the temperature.
-    """
-    n = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    logits = z @ z.T / temperature
-    # An embedding is never its own negative: remove the diagonal from the softmax. In place (no
-    # (2N)² mask, no copy); autograd allows it, since dividing by a number keeps no tensor for backward.
-    logits.fill_diagonal_(float("-inf"))
-    # Made on the device: a CPU tensor copied over would make the host wait for the GPU every step.
-    positives = (torch.arange(2 * n, device=z.device) + n) % (2 * n)
-    return F.cross_entropy(logits, positives)
 
 
 class SimCLR(TwoViewMethod):
@@ -54,7 +37,9 @@ class SimCLR(TwoViewMethod):
 
     def __init__(self, spec: SimCLRSpec, context: MethodContext):
         super().__init__(spec, context)
-        self.head = projection_head(self.encoder.feature_dim, context.model.proj_hidden, context.model.proj_dim)
+        # model.head picks g (Figure 8): none (z = h), linear, or the paper's mlp (the default).
+        model = context.model
+        self.head = projection_head(model.head, self.encoder.feature_dim, model.proj_hidden, model.proj_dim)
         self.temperature = spec.temperature
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -66,9 +51,37 @@ class SimCLR(TwoViewMethod):
         return self.head(features)
 
     def loss(self, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor, forward: Forward | None = None) -> torch.Tensor:
-        """NT-Xent of the two views (labels are not used)."""
+        """The spec's contrastive loss of the two views (NT-Xent by default; Table 2); labels are not used."""
         view1, view2 = inputs
         # One forward pass over both views: batch norm sees 2N images, as in the paper's code.
         z = (forward or self)(torch.cat([view1, view2]))
         z1, z2 = z.chunk(2)
-        return nt_xent(z1, z2, self.temperature)
+        spec = self.spec
+        return contrastive_loss(z1, z2, spec.loss, spec.temperature, spec.margin, spec.l2_normalize, spec.semi_hard)
+
+    @torch.no_grad()
+    def view_metrics(self, images: torch.Tensor, batch_size: int, generator: torch.Generator) -> dict[str, float]:
+        """Table 5's contrastive-task columns on `images` (uint8, on the model's device): two views of
+        each, made as in training, the projections in eval mode, then in batches of `batch_size`
+        images (the training batch; the last, smaller batch is left out unless it is the only one):
+        `contrastive_top1`, the share (%) of anchors whose positive is the most similar of the other
+        view's embeddings, and `contrastive_entropy`, the mean entropy (nats) of the softmax over them
+        (`contrastive_losses.contrastive_metrics`, as the paper's code measures both)."""
+        count = images.shape[0]
+        size = min(batch_size, count)
+        was_training = self.training
+        self.eval()  # batch-norm running statistics, nothing updated: the weights stay as trained
+        correct, entropy = [], []
+        try:
+            for start in range(0, count - size + 1, size):
+                view1, view2 = self.views.pair(images[start : start + size], generator)
+                z1, z2 = self(torch.cat([view1, view2])).float().chunk(2)
+                task = contrastive_metrics(z1, z2, self.spec.temperature, self.spec.l2_normalize)
+                correct.append(task.correct)
+                entropy.append(task.entropy)
+        finally:
+            self.train(was_training)
+        return {
+            "contrastive_top1": 100.0 * torch.cat(correct).float().mean().item(),
+            "contrastive_entropy": torch.cat(entropy).mean().item(),
+        }
