@@ -25,11 +25,16 @@ import ablate
 from ablate.config import RunSpec
 from ablate.cpu_memory import keep_freed_memory
 from ablate.data import DatasetSplits, load_dataset
+from ablate.data.stream import ImageFiles
 from ablate.evaluate.collapse import collapse_record, method_embeddings
 from ablate.evaluate.features import extract_features
+from ablate.evaluate.finetune import finetune_metrics
 from ablate.evaluate.knn import knn_accuracy
-from ablate.evaluate.linear import label_subset, train_linear_probe
+from ablate.evaluate.linear import LinearProbeResult, label_subset, train_linear_probe
+from ablate.evaluate.linear_paper import paper_linear_evaluation
 from ablate.evaluate.monitor import KnnMonitor, build_monitor
+from ablate.evaluate.probes import transform_probe_metrics
+from ablate.evaluate.transfer import transfer_metrics
 from ablate.log import TensorBoardLog, chosen_logs, run_logs, with_step_losses
 from ablate.methods import METHODS, Method, MethodContext, ProbeFeatures
 from ablate.methods.train import (
@@ -148,24 +153,78 @@ class Evaluation:
     collapse: dict[str, Any]  # ablate.evaluate.collapse.collapse_record of the test images' embeddings
 
 
+def probe_features(model: Method, images: torch.Tensor, spec: RunSpec, settings: DeviceSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h, what the linear probe and kNN read) for un-augmented images: h = f(x) from the frozen encoder,
+    and the probes' input as `eval.representation` says — h itself, or z = `model.embedding(h)`, the
+    output the method's loss compares (SimCLR: z = g(h), Figure 8; the supervised baseline: its class
+    logits). h is returned as well because the method's own metrics and the collapse diagnostic read h.
+    """
+    fast = {"bf16": settings.autocast_bf16, "channels_last": settings.channels_last}
+    encoded = extract_features(model.encoder, images, settings.device, **fast)
+    if spec.eval.representation == "z":
+        return encoded, method_embeddings(model, encoded)
+    return encoded, encoded
+
+
+def linear_probe(model: Method, data: DatasetSplits, spec: RunSpec, settings: DeviceSettings,
+                 features: ProbeFeatures, labelled: torch.Tensor) -> LinearProbeResult:
+    """The linear evaluation `eval.linear` names, on the `labelled` training examples: `features` (Adam on
+    the pre-computed, un-augmented probe features; ablate.evaluate.linear) or `paper` (Nesterov SGD on
+    crop + flip views through the frozen network, Appendix B.6; ablate.evaluate.linear_paper)."""
+    if spec.eval.linear == "paper":
+        return paper_linear_evaluation(model, data, labelled, spec, settings)
+    return train_linear_probe(
+        features.train[labelled], features.train_labels[labelled], features.test, features.test_labels,
+        num_classes=len(data.classes), epochs=spec.eval.linear_epochs, lr=spec.eval.linear_lr,
+        batch_size=spec.eval.linear_batch_size, seed=spec.seed,
+    )
+
+
+STREAMED_VIEW_IMAGES = 10_000  # a streamed test set's images decoded for the method's view metrics (in memory: all)
+
+
+def view_task_metrics(model: Method, data: DatasetSplits, spec: RunSpec, settings: DeviceSettings) -> dict[str, float]:
+    """The method's own task on two views of the test images (`Method.view_metrics`; SimCLR: Table 5's
+    contrastive accuracy and entropy), drawn by a generator of their own seeded from the run's seed, so
+    training's draws and the run's other numbers are untouched. A streamed test set gives its first
+    STREAMED_VIEW_IMAGES images, decoded."""
+    if type(model).view_metrics is Method.view_metrics:
+        return {}  # the method measures none: decode nothing
+    images = data.test.images
+    if isinstance(data.test, ImageFiles):
+        images = images[torch.arange(min(len(data.test), STREAMED_VIEW_IMAGES))]
+    generator = torch.Generator(device=settings.device).manual_seed(spec.seed)
+    return model.view_metrics(images.to(settings.device), spec.train.batch_size, generator)
+
+
+def check_streamed_evaluations(spec: RunSpec, data: DatasetSplits) -> None:
+    """Before training: the evaluations that read every training image as a tensor in memory (the paper's
+    linear protocol, fine-tuning, Table 3's probes, transfer) are refused on a streamed run, which would
+    otherwise decode the whole split into memory after hours of training."""
+    if not isinstance(data.train, ImageFiles):
+        return
+    asked = [name for name, wanted in (
+        ("eval.linear: paper", spec.eval.linear == "paper"), ("eval.finetune", bool(spec.eval.finetune.fractions)),
+        ("eval.transform_probes", bool(spec.eval.transform_probes)), ("eval.transfer", bool(spec.eval.transfer)),
+    ) if wanted]
+    if asked:
+        raise ValueError(f"{', '.join(asked)} read the training images from memory, and this run streams "
+                         f"{spec.dataset.name!r} (dataset.stream: {spec.dataset.stream}): set dataset.stream: false "
+                         "where the set fits in memory, or leave them out of this grid")
+
+
 def evaluate(model: Method, data: DatasetSplits, spec: RunSpec, settings: DeviceSettings) -> Evaluation:
     """Linear probe (top-1, top-5) and kNN accuracy on the frozen encoder's features, in percent,
     then the method's own metrics (e.g. the supervised baseline's classifier accuracy, Table 1),
     and the collapse diagnostic of the method's embeddings of the test images.
     """
     device = settings.device
-    encoder = model.encoder
-    fast = {"bf16": settings.autocast_bf16, "channels_last": settings.channels_last}
-    train_features = extract_features(encoder, data.train.images, device, **fast)
-    test_features = extract_features(encoder, data.test.images, device, **fast)
+    train_encoded, train_features = probe_features(model, data.train.images, spec, settings)
+    test_encoded, test_features = probe_features(model, data.test.images, spec, settings)
     train_labels = data.train.labels.to(device)
     test_labels = data.test.labels.to(device)
     labelled = label_subset(train_labels, spec.eval.label_fraction, spec.seed)
-    probe = train_linear_probe(
-        train_features[labelled], train_labels[labelled], test_features, test_labels,
-        num_classes=len(data.classes), epochs=spec.eval.linear_epochs, lr=spec.eval.linear_lr,
-        batch_size=spec.eval.linear_batch_size, seed=spec.seed,
-    )
+    probe = linear_probe(model, data, spec, settings, ProbeFeatures(train_features, train_labels, test_features, test_labels), labelled)
     knn = knn_accuracy(
         train_features[labelled], train_labels[labelled], test_features, test_labels,
         k=spec.eval.knn_k, temperature=spec.eval.knn_temperature, num_classes=len(data.classes),
@@ -178,12 +237,16 @@ def evaluate(model: Method, data: DatasetSplits, spec: RunSpec, settings: Device
         "label_fraction": spec.eval.label_fraction,
         "labelled_examples": probe.train_examples,
     }
-    own = model.extra_metrics(ProbeFeatures(train_features, train_labels, test_features, test_labels))
+    own = model.extra_metrics(ProbeFeatures(train_encoded, train_labels, test_encoded, test_labels))
     clashing = sorted(own.keys() & metrics.keys())
     if clashing:
         raise ValueError(f"{type(model).__name__}.extra_metrics would overwrite {clashing}")
     metrics.update(own)
-    collapse = collapse_record(method_embeddings(model, test_features))
+    metrics.update(view_task_metrics(model, data, spec, settings))  # e.g. SimCLR's Table 5 columns
+    metrics.update(finetune_metrics(model, data, spec, settings))  # Table 7 (ablate.evaluate.finetune)
+    metrics.update(transfer_metrics(model, spec, settings))  # Table 8 (ablate.evaluate.transfer)
+    metrics.update(transform_probe_metrics(model, data, spec, settings))  # Table 3 (ablate.evaluate.probes)
+    collapse = collapse_record(method_embeddings(model, test_encoded))
     return Evaluation(metrics, collapse)
 
 
@@ -253,6 +316,7 @@ def execute_run(
     clock = time.perf_counter()
     data = load_dataset(spec.dataset)
     data_seconds = time.perf_counter() - clock
+    check_streamed_evaluations(spec, data)
 
     model, step_loss = build_trainable(spec, len(data.classes), settings)
     monitor = monitor_for(spec, data, model, settings)

@@ -166,3 +166,21 @@ def test_pairwise_grid_runs_on_a_tiny_cifar_file_from_the_command_line(tmp_path)
     for result in results:
         assert result["spec"]["dataset"]["name"] == "cifar10" and result["metrics"]["labelled_examples"] == 32
         assert result["timings"]["train"] > 0 and len(result["curves"]["epoch_loss"]) == 1
+
+
+def test_evaluations_that_need_images_in_memory_are_refused_on_a_streamed_run_before_training(tmp_path):
+    from types import SimpleNamespace
+
+    from ablate.data.stream import ImageFiles
+    from ablate.run import check_streamed_evaluations
+
+    files = ImageFiles(tmp_path, ("a/1.jpg",), torch.zeros(1, dtype=torch.long), 32)
+    streamed, in_memory = SimpleNamespace(train=files), SimpleNamespace(train=object())
+    spec = RunSpec(dataset={"name": "folder", "stream": True}, eval={"finetune": {"fractions": [0.1]}, "linear": "paper"})
+    with pytest.raises(ValueError) as refused:
+        check_streamed_evaluations(spec, streamed)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "eval.linear: paper, eval.finetune read the training images from memory, and this run streams 'folder' "
+        "(dataset.stream: True): set dataset.stream: false where the set fits in memory, or leave them out of this grid")
+    check_streamed_evaluations(spec, in_memory)  # type: ignore[arg-type]  # in memory: all allowed
+    check_streamed_evaluations(RunSpec(dataset={"name": "folder", "stream": True}), streamed)  # type: ignore[arg-type]
