@@ -97,6 +97,9 @@ def result_of(run: dict[str, Any], grid: str, version: int) -> dict[str, Any]:
         result["collapse"] = record | {"embedding_dim": dim, "threshold": COLLAPSE_RATIO, "collapsed": bool(values["collapsed"])}
     if version == 1:
         method = spec.get("method", {})
+        # Settings added to a method since (at their defaults: ablate.config.base.added_field) were not in a v1 file.
+        added = dict(store.added_field_defaults(method.get("name")))
+        method = {key: value for key, value in method.items() if added.get(f"method.{key}", object()) != value}
         if set(method) - {"name", "temperature"}:
             pytest.skip("schema version 1 had no method settings besides SimCLR's temperature")
         spec["method"] = method.get("name")
