@@ -218,6 +218,13 @@ def group_keys(values: pd.Series) -> pd.Series:
             return values
         except TypeError:
             pass
+        if values.map(type).eq(list).all():
+            try:
+                keys = values.map(tuple)  # lists of numbers or names (ranges, probes): one C call per value
+                pd.unique(keys)
+                return keys
+            except TypeError:  # a list holding lists or mappings (transfer targets)
+                pass
     return values.map(hashable)
 
 
