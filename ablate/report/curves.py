@@ -194,8 +194,9 @@ def draw_small_multiples(cells: list[tuple[str, pd.DataFrame]], series: str, tit
     (hundreds of lines in one small panel are a blot, and slow to draw)."""
     rows, columns = panel_grid(len(cells))
     width, height = PANEL_SIZE
-    figure, axes_grid = plt.subplots(rows, columns, figsize=(columns * width + 0.6, rows * height + 1.5), sharex=True,
-                                     sharey=share_y, squeeze=False)
+    # Not matplotlib's shared axes: every autoscale and draw of a shared axes visits all its siblings, which
+    # made 49 panels quadratic (seconds); one common range is set once at the end instead (`common_limits`).
+    figure, axes_grid = plt.subplots(rows, columns, figsize=(columns * width + 0.6, rows * height + 1.5), squeeze=False)
     seeds: dict[Any, Any] = {}
     marker = "o" if series == "monitor_knn_top1" else None  # measured every few epochs: show where
     for index, (label, cell) in enumerate(cells):
@@ -216,6 +217,7 @@ def draw_small_multiples(cells: list[tuple[str, pd.DataFrame]], series: str, tit
         style(axes, fontsize=7, bins=SMALL_MULTIPLE_TICKS)
     for index in range(len(cells), rows * columns):
         axes_grid[index // columns][index % columns].set_visible(False)
+    common_limits([axes_grid[index // columns][index % columns] for index in range(len(cells))], columns, share_y)
     for axes in axes_grid[-1]:
         axes.set_xlabel("epoch", fontsize=8)
     for row in axes_grid:
@@ -225,6 +227,24 @@ def draw_small_multiples(cells: list[tuple[str, pd.DataFrame]], series: str, tit
         figure.legend(list(seeds.values()), labels, loc="upper right", fontsize=7.5, frameon=False, ncol=min(len(seeds), 6))
     finish(figure, title, header)
     return figure
+
+
+def common_limits(panels: list[plt.Axes], columns: int, share_y: bool) -> None:
+    """One epoch range on every panel (and one y range where `share_y`), with matplotlib's default 5 % margins;
+    tick labels only on a panel's outer edges: x on a panel with no panel below it, y in the first column."""
+    def padded_range(low: float, high: float) -> tuple[float, float]:
+        margin = 0.05 * (high - low) if high > low else 0.5
+        return low - margin, high + margin
+
+    drawn = [a.dataLim for a in panels if np.isfinite(a.dataLim.get_points()).all()]  # a panel without data has none
+    x_range = padded_range(min(box.x0 for box in drawn), max(box.x1 for box in drawn)) if drawn else None
+    y_range = padded_range(min(box.y0 for box in drawn), max(box.y1 for box in drawn)) if drawn and share_y else None
+    for index, axes in enumerate(panels):
+        if x_range is not None:
+            axes.set_xlim(x_range)
+        if y_range is not None:
+            axes.set_ylim(y_range)
+        axes.tick_params(labelbottom=index + columns >= len(panels), labelleft=not share_y or index % columns == 0)
 
 
 def draw_overlay(cells: list[tuple[str, pd.DataFrame]], title: str, header: str) -> plt.Figure:

@@ -165,3 +165,27 @@ def test_a_cell_of_many_seeds_is_drawn_as_its_mean_and_band():
         assert "mean over seeds" in figure.legends[0].get_texts()[0].get_text()
     finally:
         plt.close(figure)
+
+
+def test_panels_share_one_range_with_labels_on_the_outer_edges_only():
+    # 7 cells in rows of 5: the first row's panels 3-5 have no panel below them, so they carry x labels too.
+    curves = {(f"op{cell}",): {0: {"epoch_loss": [10.0 - cell, 5.0 - cell / 2, 1.0 + cell]}} for cell in range(7)}
+    rows = []
+    for (ops,), seeds in curves.items():
+        for seed, run in seeds.items():
+            result = make_result(make_spec([ops], seed), "g", 50.0) | {"curves": run}
+            rows.append(result_row(result) | {"curves": run})
+    cells = cells_of(run_curves(GridFrame("g", pd.DataFrame(rows), plan_known=False)), ["augment.ops"])
+    figure = draw_small_multiples(cells, "epoch_loss", "t", "header")
+    try:
+        panels = [axes for axes in figure.axes if axes.get_visible()]
+        assert len(panels) == 7
+        low, high = 1.0, 10.0  # the lowest and highest loss of any cell, with matplotlib's 5 % margins
+        for axes in panels:
+            assert axes.get_xlim() == pytest.approx((1 - 0.1, 3 + 0.1)) and axes.get_ylim() == pytest.approx((low - 0.45, high + 0.45))
+        x_labelled = [axes.xaxis.get_tick_params()["labelbottom"] for axes in panels]
+        y_labelled = [axes.yaxis.get_tick_params()["labelleft"] for axes in panels]
+        assert x_labelled == [False, False, True, True, True, True, True]
+        assert y_labelled == [True, False, False, False, False, True, False]
+    finally:
+        plt.close(figure)
