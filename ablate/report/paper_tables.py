@@ -442,8 +442,9 @@ class Table5Report:
         if not self.applies(grid, options):
             raise ReportError(f"grid {grid.grid!r} varies neither method.l2_normalize nor method.temperature (Table 5)")
         tables, top1 = table5(grid, options.metric)
-        note = ("entropy: of the softmax over the 2N−1 candidates; contrastive acc.: share of anchors whose positive is "
-                "the most similar (both on test images' two views, where the runs measured them).")
+        note = ("entropy: of the softmax over the other view's N embeddings; contrastive acc.: share of anchors whose "
+                "positive is the most similar of them (both on test images' two views, as the paper's code measures "
+                "them, where the runs measured them).")
         return write_section(grid, out, "table5", "Table 5: ℓ2 normalisation and temperature", tables,
                              report_findings(top1), note, figures=top1)
 
