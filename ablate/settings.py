@@ -96,13 +96,21 @@ def _executor(env: Mapping[str, str]) -> str | None:
 
 
 def _grace(env: Mapping[str, str]) -> float:
-    text = env.get("ABLATE_SLURM_GRACE_S", "30")
+    value = _non_negative(env, "ABLATE_SLURM_GRACE_S", "seconds")
+    return 30.0 if value is None else value
+
+
+def _non_negative(env: Mapping[str, str], name: str, unit: str) -> float | None:
+    """A number of `unit`, 0 or more, or None when the variable is not set."""
+    text = _text(env, name)
+    if text is None:
+        return None
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not value >= 0:  # also refuses nan
-        raise SettingsError(f"ABLATE_SLURM_GRACE_S is {text!r}; expected a number of seconds, 0 or more")
+        raise SettingsError(f"{name} is {text!r}; expected a number of {unit}, 0 or more")
     return value
 
 
@@ -124,16 +132,7 @@ def _data_mirror(env: Mapping[str, str]) -> str | None:
 
 
 def _stream_budget_gb(env: Mapping[str, str]) -> float | None:
-    value = _text(env, "ABLATE_STREAM_BUDGET_GB")
-    if value is None:
-        return None
-    try:
-        budget = float(value)
-    except ValueError:
-        budget = float("nan")
-    if not budget >= 0:  # also refuses nan
-        raise SettingsError(f"ABLATE_STREAM_BUDGET_GB is {value!r}; expected a number of gigabytes, 0 or more")
-    return budget
+    return _non_negative(env, "ABLATE_STREAM_BUDGET_GB", "gigabytes")
 
 
 def _stream_workers(env: Mapping[str, str]) -> int | None:
