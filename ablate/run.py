@@ -34,7 +34,7 @@ from ablate.evaluate.linear import LinearProbeResult, label_subset, train_linear
 from ablate.evaluate.linear_paper import paper_linear_evaluation
 from ablate.evaluate.monitor import KnnMonitor, build_monitor
 from ablate.evaluate.probes import transform_probe_metrics
-from ablate.evaluate.transfer import transfer_metrics
+from ablate.evaluate.transfer import check_targets_available, transfer_metrics
 from ablate.log import TensorBoardLog, chosen_logs, run_logs, with_step_losses
 from ablate.methods import METHODS, Method, MethodContext, ProbeFeatures
 from ablate.methods.train import (
@@ -317,6 +317,7 @@ def execute_run(
     data = load_dataset(spec.dataset)
     data_seconds = time.perf_counter() - clock
     check_streamed_evaluations(spec, data)
+    check_targets_available(spec)
 
     model, step_loss = build_trainable(spec, len(data.classes), settings)
     monitor = monitor_for(spec, data, model, settings)

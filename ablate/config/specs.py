@@ -224,6 +224,15 @@ class EvalSpec(StrictModel):
     finetune: FinetuneSpec = added_field(default_factory=FinetuneSpec)
     transfer: list[TransferTarget] = added_field(default_factory=list, max_length=16)
 
+    @field_validator("transfer")
+    @classmethod
+    def _distinct_labels(cls, targets: list[TransferTarget]) -> list[TransferTarget]:
+        labels = [target.label for target in targets]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"transfer targets' labels must differ (they name the metrics); repeated: {', '.join(repeated)}")
+        return targets
+
 
 class SlurmSpec(StrictModel):
     """The grid file's `slurm:` section: how runs are submitted (not part of a run's spec or id).

@@ -41,6 +41,13 @@ def at_side(data: ImageData, side: int) -> ImageData:
     return ImageData(resize_images(data.images, side), data.labels)
 
 
+def check_targets_available(spec: RunSpec) -> None:
+    """Load every transfer target once before pre-training (fetching it where `download` asks), so that a missing
+    one fails the run at its start with the dataset's message, not after hours of training."""
+    for target in spec.eval.transfer:
+        load_dataset(target.dataset)
+
+
 def load_target(target: TransferTarget, side: int) -> DatasetSplits:
     """The target's dataset with its labelled training and test images at the pre-training side."""
     data = load_dataset(target.dataset)
@@ -76,10 +83,6 @@ def finetune_transfer(
 
 def transfer_metrics(model: Method, spec: RunSpec, settings: DeviceSettings) -> dict[str, float]:
     """Table 8's numbers for each target of `spec.eval.transfer` ({} when there is none)."""
-    labels = [target.label for target in spec.eval.transfer]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ValueError(f"eval.transfer labels must differ (they name the metrics); repeated: {', '.join(repeated)}")
     metrics: dict[str, float] = {}
     for target in spec.eval.transfer:
         data = load_target(target, spec.dataset.image_size)

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 import torch
 from PIL import Image
 
@@ -134,22 +135,25 @@ def test_target_images_are_resized_to_the_pretraining_side(tmp_path):
     assert torch.allclose(means[2], torch.tensor([220.0, 30.0, 30.0]), atol=4)
 
 
-def test_a_missing_target_fails_the_run_with_the_datasets_message(tmp_path):
+def test_a_missing_target_fails_the_run_with_the_datasets_message(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere"
     spec = RunSpec.model_validate({**TINY, "eval": {"linear_epochs": 2, "knn_k": 10, "transfer": [
         {"label": "gone", "dataset": {"name": "cifar100", "root": str(missing)}}]}})
+    import ablate.run
+
+    trained = []
+    monkeypatch.setattr(ablate.run, "train", lambda *args, **kwargs: trained.append(1))
     result = run_and_store(spec, "transfer", "missing", tmp_path / "run")
-    assert result["status"] == "failed"
+    assert result["status"] == "failed" and trained == []  # refused before pre-training
     assert result["error"]["type"] == "DatasetUnavailable"
     assert result["error"]["message"].startswith("CIFAR-100 not found") and str(missing) in result["error"]["message"]
     assert read_result(tmp_path / "run")["status"] == "failed"
 
 
-def test_repeated_labels_are_refused():
-    spec = RunSpec.model_validate({"eval": {"transfer": [{"label": "a", "dataset": {"name": "shapes"}},
-                                                         {"label": "a", "dataset": {"name": "folder"}}]}})
-    with pytest.raises(ValueError, match="repeated: a"):
-        transfer_metrics(None, spec, None)  # refused before anything is loaded or run
+def test_repeated_labels_are_refused_when_the_grid_is_read():
+    with pytest.raises(ValidationError, match="transfer targets' labels must differ .they name the metrics.; repeated: a"):
+        RunSpec.model_validate({"eval": {"transfer": [{"label": "a", "dataset": {"name": "shapes"}},
+                                                      {"label": "a", "dataset": {"name": "folder"}}]}})
 
 
 @pytest.mark.parametrize("target_epochs, recipe, expected", [
