@@ -22,6 +22,7 @@ from torchvision.datasets.folder import find_classes, make_dataset
 from ablate.config import DatasetSpec
 from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, data_root, subset
 from ablate.data.folder import _cached_or_decoded
+from ablate.data.stream import streamed_splits, streams
 
 FOLDERS = ("imagenette2", "imagenette2-320", "imagenette2-160")  # largest images first
 EXTENSIONS = (".jpeg", ".jpg")
@@ -75,8 +76,11 @@ def list_files(folder: Path) -> tuple[list[str], Files]:
 def splits_of_files(folder: Path, files: Files, classes: list[str], spec: DatasetSpec) -> DatasetSplits:
     """Decode (or read from the cache) the listed files; split them, and draw the seeded subsets.
 
-    Shared with `ablate.data.tiny_imagenet`, whose files are listed differently.
+    Shared with `ablate.data.tiny_imagenet`, whose files are listed differently. Streamed instead
+    (`ablate.data.stream`) with `dataset.stream: true`, or under `auto` above the memory budget.
     """
+    if streams(spec, len(files)):
+        return streamed_splits(spec, folder, classes, files, test_fraction=None)
     decoded = _cached_or_decoded(folder, files, spec.image_size)
     images, labels, is_test = decoded["images"], decoded["labels"], decoded["is_test"]
     train = subset(ImageData(images[~is_test], labels[~is_test]), spec.train_size, spec.seed)

@@ -98,3 +98,16 @@ def test_fetched_from_a_server_then_read(tmp_path, data_dir, capsys, monkeypatch
     data = load_dataset(DatasetSpec(name="imagenette", image_size=16))
     assert data.classes == NAMES and len(data.train) == 9 and len(data.test) == 6
     assert_colours(data.train, first_index=0, per_class=3)
+
+
+def test_stream_true_streams_the_same_splits_the_memory_path_decodes(data_dir):
+    from ablate.data.stream import ImageFiles
+
+    write_imagenette(data_dir / "imagenette")
+    in_memory = load_dataset(DatasetSpec(name="imagenette", image_size=16, train_size=10, test_size=10))
+    streamed = load_dataset(DatasetSpec(name="imagenette", image_size=16, train_size=10, test_size=10, stream=True))
+    assert isinstance(streamed.train, ImageFiles) and isinstance(streamed.test, ImageFiles)
+    for split in ("train", "test"):
+        memory, files = getattr(in_memory, split), getattr(streamed, split)
+        assert files.labels.tolist() == memory.labels.tolist()
+        assert torch.equal(files.images[torch.arange(len(files))], memory.images)  # the same centre crops, in order
