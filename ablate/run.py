@@ -14,7 +14,9 @@ import socket
 import subprocess
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,9 +70,26 @@ def parse_device(text: str) -> torch.device:
     return device
 
 
+# The device an executor placed this worker's runs on (`placed_on`); a context variable so that runs in
+# threads of one process (joblib's threading backend) each keep their own.
+_placed_device: ContextVar[str | None] = ContextVar("ablate_placed_device", default=None)
+
+
+@contextmanager
+def placed_on(device: str) -> Iterator[None]:
+    """Runs started in the body train on `device` (e.g. 'cuda:1') unless ABLATE_DEVICE names one: how the
+    local executor gives each of its workers its own GPU (ablate.execute.local)."""
+    token = _placed_device.set(device)
+    try:
+        yield
+    finally:
+        _placed_device.reset(token)
+
+
 def pick_device() -> torch.device:
-    """CUDA when present, else CPU; ABLATE_DEVICE overrides (e.g. 'cpu' on a GPU machine)."""
-    wanted = load_settings().device
+    """CUDA when present, else CPU; ABLATE_DEVICE overrides (e.g. 'cpu' on a GPU machine), then the device
+    the executor placed this worker on (`placed_on`)."""
+    wanted = load_settings().device or _placed_device.get()
     if wanted:
         return parse_device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

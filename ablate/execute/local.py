@@ -2,10 +2,23 @@
 
 The live logs chosen for the runs (`ablate run --log`, `ablate.log.logging_to`) hold for this
 process; each worker is handed them with its run, as a worker process does not share the choice.
+
+On a machine with several GPUs (`ablate run --jobs N`, ABLATE_DEVICE unset) each running run takes a
+GPU from a `GpuPool` shared by the workers: the GPU with the fewest runs on it, lowest index first,
+given back when the run ends. The choice is made when a run starts, not from its place in the grid,
+because joblib hands runs to whichever worker is free: with N <= G no two runs ever share a GPU, and
+with N > G the runs spread evenly (the command says once that workers share). The pool lives in a
+`multiprocessing` manager process, as joblib's workers are separate processes; a run learns its GPU
+through `ablate.run.placed_on`, and prints one line naming it.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from multiprocessing import get_context
+from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +29,7 @@ from ablate.execute.base import Check, Executor, Say, Started, Summary
 from ablate.execute.claim import run_claimed
 from ablate.log import chosen_logs, logging_to
 from ablate.plan import PlannedRun
+from ablate.settings import load_settings
 
 
 def _describe(run: PlannedRun) -> str:
@@ -39,17 +53,96 @@ def _run_with_bar(run: PlannedRun, grid: str, results_root: Path, show: bool, re
         bar.close()
 
 
+def visible_gpus() -> list[str]:
+    """'cuda:0' … 'cuda:G-1' for the G GPUs torch sees (CUDA_VISIBLE_DEVICES narrows them, as in torch);
+    [] without CUDA. The one place that asks the machine: tests put a stand-in list here."""
+    import torch
+
+    return [f"cuda:{index}" for index in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def worker_devices(jobs: int) -> list[str]:
+    """The GPUs to spread `jobs` workers over; [] to leave every run to `ablate.run.pick_device` (one
+    worker, a CPU-only machine, or ABLATE_DEVICE naming the device of every run)."""
+    if jobs <= 1 or load_settings().device:
+        return []
+    return visible_gpus()
+
+
+class GpuPool:
+    """The GPUs and how many runs each holds now; `take` gives the least used, lowest index first.
+
+    Lives in a manager process and is called from the workers; the manager serves each worker in a
+    thread of its own, hence the lock.
+    """
+
+    def __init__(self, devices: list[str]):
+        self._holders = dict.fromkeys(devices, 0)
+        self._lock = threading.Lock()
+
+    def take(self) -> str:
+        with self._lock:
+            device = min(self._holders, key=lambda name: self._holders[name])  # ties: the first, lowest index
+            self._holders[device] += 1
+            return device
+
+    def give_back(self, device: str) -> None:
+        with self._lock:
+            self._holders[device] -= 1
+
+
+class _PoolManager(BaseManager):
+    """A manager process serving one `GpuPool` to joblib's worker processes."""
+
+
+_PoolManager.register("GpuPool", GpuPool)
+
+
+@contextmanager
+def shared_pool(devices: list[str]) -> Iterator[GpuPool]:
+    """A `GpuPool` over `devices` that worker processes can share (a proxy to it), for the body's duration."""
+    with _PoolManager(ctx=get_context("spawn")) as manager:  # spawn: no fork of a process holding CUDA or torch threads
+        yield manager.GpuPool(devices)
+
+
+@contextmanager
+def _gpu_of(pool: GpuPool | None, run: PlannedRun) -> Iterator[None]:
+    """The body's runs on a GPU taken from `pool` (nothing changes without one), with one line naming it."""
+    if pool is None:
+        yield
+        return
+    from ablate.run import placed_on  # the run stage sits below execute; torch only where runs train
+
+    device = pool.take()
+    try:
+        print(f"{_describe(run)} on {device}", flush=True)  # from the worker: the parent learns only of ends
+        with placed_on(device):
+            yield
+    finally:
+        pool.give_back(device)
+
+
 def _run_quietly(run: PlannedRun, grid: str, results_root: Path, retry_failed: bool,
-                 logs: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    with logging_to(logs):  # in a worker process: the logs the parent chose
+                 logs: tuple[str, ...] = (), pool: GpuPool | None = None) -> dict[str, Any] | None:
+    with logging_to(logs), _gpu_of(pool, run):  # in a worker process: the logs the parent chose, a GPU of the pool
         return run_claimed(run, grid, results_root, retry_failed)
+
+
+def sharing_note(jobs: int, devices: list[str]) -> str | None:
+    """One line when more workers than GPUs must share them; None when each worker has its own."""
+    if jobs <= len(devices):
+        return None
+    most = -(-jobs // len(devices))  # ceiling: the runs at once on the busiest GPU
+    return (f"ablate: {jobs} workers share {len(devices)} GPU{'s' if len(devices) > 1 else ''} "
+            f"({', '.join(devices)}): up to {most} runs at once on one GPU")
 
 
 def run_local(
     todo: list[PlannedRun], grid: str, results_root: Path, total: int, jobs: int = 1, retry_failed: bool = True,
-    show_progress: bool = True,
+    show_progress: bool = True, say: Say = print,
 ) -> Summary:
-    """Run `todo` (the grid's `total` planned runs less those already done) here, in order or `jobs` at once."""
+    """Run `todo` (the grid's `total` planned runs less those already done) here, in order or `jobs` at once
+    (each on a GPU of its own where the machine has several; `say` tells when workers must share)."""
     summary = Summary(grid=grid, total=total, skipped=total - len(todo))
     if not todo:
         return summary
@@ -64,11 +157,16 @@ def run_local(
     else:
         # Worker processes, each with its own torch threads: runs are independent and write their own files.
         logs = chosen_logs()
-        tasks = (delayed(_run_quietly)(run, grid, results_root, retry_failed, logs) for run in todo)
-        for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
-            _count(summary, result)
-            outer.set_postfix(done=summary.completed, failed=len(summary.failed))
-            outer.update(1)
+        devices = worker_devices(jobs)
+        note = sharing_note(jobs, devices) if devices else None
+        if note:
+            say(note)
+        with shared_pool(devices) if devices else nullcontext() as pool:
+            tasks = (delayed(_run_quietly)(run, grid, results_root, retry_failed, logs, pool) for run in todo)
+            for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
+                _count(summary, result)
+                outer.set_postfix(done=summary.completed, failed=len(summary.failed))
+                outer.update(1)
     outer.close()
     return summary
 
@@ -97,4 +195,4 @@ class LocalExecutor(Executor):
 
     def follow(self, started: Started, say: Say, show_progress: bool) -> Summary:
         return run_local(started.runs, self.grid, self.results_root, started.total, jobs=self.jobs,
-                         retry_failed=self.retry_failed, show_progress=show_progress)
+                         retry_failed=self.retry_failed, show_progress=show_progress, say=say)
