@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 import ablate
+from ablate import distributed
 from ablate.config import RunSpec
 from ablate.cpu_memory import keep_freed_memory
 from ablate.data import DatasetSplits, load_dataset
@@ -343,6 +344,11 @@ def execute_run(
     with run_logs(logs, run_folder) as log:
         outcome = train(model, step_loss, model.pretraining_data(data), spec, settings, run_folder,
                         with_step_losses(progress, log), epoch_end=epoch_hook(monitor, log), **train_options)
+    if distributed.world_size() > 1:  # trained on several processes: rank 0 alone evaluates (ablate.distributed)
+        main = distributed.is_main()
+        distributed.leave()
+        if not main:
+            return {}
 
     clock = time.perf_counter()
     evaluation = evaluate(model, data, spec, settings)

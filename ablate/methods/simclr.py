@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ablate.config.methods import SimCLRSpec
+from ablate.distributed import gather_from_ranks
 from ablate.methods.base import Forward, MethodContext, TwoViewMethod
 from ablate.methods.contrastive_losses import contrastive_loss, contrastive_metrics, nt_xent  # noqa: F401 - nt_xent: its home before
 from ablate.models.heads import projection_head
@@ -56,6 +57,9 @@ class SimCLR(TwoViewMethod):
         # One forward pass over both views: batch norm sees 2N images, as in the paper's code.
         z = (forward or self)(torch.cat([view1, view2]))
         z1, z2 = z.chunk(2)
+        # On several processes: every rank's projections, with their gradients, so the negatives come from every
+        # device and each rank computes the global loss (ablate.distributed); nothing changes on one process.
+        z1, z2 = gather_from_ranks(z1), gather_from_ranks(z2)
         spec = self.spec
         return contrastive_loss(z1, z2, spec.loss, spec.temperature, spec.margin, spec.l2_normalize, spec.semi_hard)
 

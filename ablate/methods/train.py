@@ -17,6 +17,11 @@ the learning rate of its last step, among others): the online kNN monitor (`abla
 and the TensorBoard log (`ablate.log`) live there, outside the per-step path. Whatever the hook
 measures is kept in the training state, so it survives a resume like the losses do; its time is not
 training time. The outcome lists each epoch's learning rate (that of its last step) beside its loss.
+
+Inside a process group of several ranks (`ablate.distributed`), the loop trains the method through
+DistributedDataParallel with batch norm over the global batch, each rank takes its rows of every global
+batch (train.batch_size stays the global batch), draws its views from a generator of its own, and rank 0
+alone writes checkpoints. On one process none of this happens.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ablate import distributed
 from ablate.config import RunSpec
 from ablate.data import ImageData
 from ablate.methods.base import Method
@@ -257,10 +263,11 @@ class BatchMaker:
 
     def __init__(self, step: TrainStep, images: torch.Tensor | None, labels: torch.Tensor | None, order: torch.Tensor,
                  batch_size: int, generator: torch.Generator, ahead: bool,
-                 streamed: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None):
+                 streamed: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None, rows: slice = slice(None)):
         """`images`/`labels`: the training set on the device, indexed by `order`; or `streamed`: each step's
-        batch in turn, read by a loader (ablate.data.stream), consumed one step after the other."""
-        self.step, self.images, self.labels, self.order = step, images, labels, order
+        batch in turn, read by a loader (ablate.data.stream), consumed one step after the other. `rows`: this
+        process's rows of each batch (all of them on one process; ablate.distributed.rank_slice on several)."""
+        self.step, self.images, self.labels, self.order, self.rows = step, images, labels, order, rows
         self.batch_size, self.generator, self.streamed = batch_size, generator, streamed
         cuda = order.device.type == "cuda"
         self.ahead = ahead
@@ -279,7 +286,7 @@ class BatchMaker:
             if self.streamed is not None:  # the loader's next batch: steps are made in order
                 images, labels = next(self.streamed)
             else:
-                index = self.order[step_index * self.batch_size : (step_index + 1) * self.batch_size]
+                index = self.order[step_index * self.batch_size : (step_index + 1) * self.batch_size][self.rows]
                 images, labels = self.images[index], self.labels[index]
             inputs = self.step.make_inputs(images, labels, self.generator)
         return step_index, inputs, labels, before
@@ -344,10 +351,19 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolutions once
 
+    world = distributed.world_size()
+    if world > 1:  # several processes (ablate.distributed): global batch norm, DDP, the step run through the wrapper
+        distributed.check_trainable(spec, streamed=loader is not None)
+        wrapped = ModelForward(distributed.wrap_model(model, device), settings)
+        step = TrainStep(model.make_inputs, lambda inputs, labels: model.loss(inputs, labels, wrapped))
+        ahead = False  # each step's views come from a generator reseeded for that step (below)
     optimizer = build_optimizer(model, spec.train)
     schedule = build_schedule(optimizer, spec.train, steps_per_epoch)
     total_steps = spec.train.epochs * steps_per_epoch
     generator = torch.Generator(device=device).manual_seed(spec.seed)
+    # One process: `generator` shuffles and draws the views. Several: it only shuffles (the same order on every
+    # rank, and the state rank 0 checkpoints); each rank draws its views from its own, reseeded every step.
+    views = torch.Generator(device=device) if world > 1 else generator
     checkpoint = run_folder / CHECKPOINT_FILE if run_folder else None
     state = (load_checkpoint(checkpoint, model, optimizer, schedule, generator) if checkpoint else None) or TrainState()
     if state.global_step:
@@ -356,17 +372,22 @@ def train(
     model.train()
 
     def save(generator_state: torch.Tensor) -> None:
+        if not distributed.is_main():  # rank 0 alone writes; every rank resumes from its checkpoint
+            return
         state.loss_sum = float(running)
-        save_checkpoint(checkpoint, model, optimizer, schedule, generator_state, state)
+        save_checkpoint(checkpoint, model, optimizer, schedule, generator_state if world == 1 else generator.get_state(), state)
 
     while state.epoch < spec.train.epochs:
         if state.permutation is None:
             state.permutation = torch.randperm(len(data), generator=generator, device=device).cpu()
         streamed = loader.epoch(state.epoch, state.permutation, state.step_in_epoch) if loader is not None else None
-        batches = BatchMaker(step, images, labels, state.permutation.to(device), batch_size, generator, ahead, streamed)
+        batches = BatchMaker(step, images, labels, state.permutation.to(device), batch_size, views, ahead, streamed,
+                             distributed.rank_slice(batch_size))
         running = torch.tensor(state.loss_sum, device=device, dtype=torch.float64)
         started = time.perf_counter()
         while state.step_in_epoch < steps_per_epoch:
+            if world > 1:
+                distributed.seed_views(views, spec.seed, state.global_step)
             inputs, batch_labels = batches.get(state.step_in_epoch)
             loss = step.loss(inputs, batch_labels)
             optimizer_step(loss, optimizer, schedule)
@@ -404,7 +425,7 @@ def train(
         state.step_in_epoch = 0
         state.loss_sum = 0.0
         state.permutation = None
-        if checkpoint:
+        if checkpoint and distributed.is_main():
             save_checkpoint(checkpoint, model, optimizer, schedule, generator.get_state(), state)
             last_save = time.monotonic()
 

@@ -1,0 +1,241 @@
+"""One run across several processes with torch.distributed: the process group and the collectives ablate needs.
+
+SimCLR (Chen et al., ICML 2020, §2.2 and Appendix B.1) trains with batch norm over the global batch ("global BN")
+and takes the NT-Xent negatives from every device. Here, with world size W > 1:
+
+* every rank takes its own slice of each global batch (`train.batch_size` is the global batch on 1 or W
+  processes), and the training loop (`ablate.methods.train`) wraps the method in DistributedDataParallel;
+* batch norm sees the global batch (`convert_global_batchnorm`). This is hand-written rather than
+  `nn.SyncBatchNorm` because SyncBatchNorm refuses CPU tensors, and the CPU with gloo is where ablate tests it;
+  it reduces the per-channel sums with the autograd all-reduce of `torch.distributed.nn.functional`;
+* SimCLR's loss gathers z1, z2 from every rank with their gradients (`gather_from_ranks`), so negatives come
+  from every device and every rank computes the same, global loss.
+
+Why the gradients come out right without any rescaling: each rank's loss L_r is a function of every rank's
+tensors through the collectives, whose backward passes sum the gradients of all ranks (all-gather → reduce-scatter,
+all-reduce → all-reduce). So each rank's local gradient is that of Σ_r L_r, and DDP's average over ranks gives the
+gradient of (1/W) Σ_r L_r. For SimCLR every L_r is the global loss L, so that is ∇L; for a loss that is a mean over
+the local slice it is the mean over the global batch. Either way: the single-process gradient on the global batch.
+
+Each rank draws its views from its own generator, reseeded every step from (run seed, rank, step)
+(`seed_views`): independent streams per rank, and a resumed run draws the same views with nothing per rank to
+checkpoint (only rank 0 writes checkpoints). The shuffling generator stays seeded by the run seed alone, so every
+rank has the same permutation. Methods other than SimCLR refuse W > 1 (`check_trainable`): their queues, EMA
+targets and centres are not made exact across ranks yet.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_functional
+import torch.multiprocessing as mp
+from torch import nn
+
+from ablate.config import RunSpec
+
+# torch 2.14 marks these autograd collectives deprecated in favour of a private module (_functional_collectives);
+# they remain the public, documented way to keep gradients through a collective, so the notice is silenced.
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.\w+ is deprecated", category=FutureWarning)
+
+SUPPORTED_METHODS = ("simclr",)  # methods whose W > 1 training is exactly the single-process training
+
+
+def is_active() -> bool:
+    """True inside an initialised process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_active() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_active() else 0
+
+
+def is_main() -> bool:
+    """Rank 0: the one process that writes checkpoints and results."""
+    return rank() == 0
+
+
+def backend_for(device: torch.device) -> str:
+    """NCCL between GPUs, gloo on the CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init(rank_: int | None = None, world_size_: int | None = None, master_addr: str | None = None,
+         master_port: int | None = None, device: torch.device = torch.device("cpu")) -> None:
+    """Join the process group: from explicit arguments, else from the environment torch.distributed.run sets
+    (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)."""
+    rank_ = int(os.environ["RANK"]) if rank_ is None else rank_
+    world_size_ = int(os.environ["WORLD_SIZE"]) if world_size_ is None else world_size_
+    os.environ["MASTER_ADDR"] = master_addr or os.environ.get("MASTER_ADDR", "127.0.0.1")
+    os.environ["MASTER_PORT"] = str(master_port or os.environ["MASTER_PORT"])
+    dist.init_process_group(backend_for(device), rank=rank_, world_size=world_size_)
+
+
+def leave() -> None:
+    """Leave the process group (once training is done: rank 0 then evaluates alone, as one process)."""
+    if is_active():
+        dist.destroy_process_group()
+
+
+def gather_from_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """The rows of every rank's `tensor`, rank 0's first, with gradients flowing back to each rank's own rows;
+    `tensor` itself on one process."""
+    if world_size() == 1:
+        return tensor
+    return torch.cat(dist_functional.all_gather(tensor))
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are those of the global batch (every rank's slice together).
+
+    On one process (or in eval mode) it is plain batch norm. Two passes (mean, then the mean squared deviation)
+    as F.batch_norm does, for the same rounding; every rank's slice has the same size."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.training or world_size() == 1:
+            return super().forward(input)
+        dims = [0, *range(2, input.dim())]
+        shape = [1, -1] + [1] * (input.dim() - 2)
+        count = input.numel() // input.shape[1] * world_size()
+        mean = dist_functional.all_reduce(input.sum(dims)) / count
+        centred = input - mean.reshape(shape)
+        variance = dist_functional.all_reduce((centred * centred).sum(dims)) / count
+        if self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            with torch.no_grad():  # running variance unbiased, as F.batch_norm keeps it
+                self.running_mean.lerp_(mean.detach(), factor)
+                self.running_var.lerp_(variance.detach() * count / (count - 1), factor)
+        output = centred * torch.rsqrt(variance + self.eps).reshape(shape)
+        if self.affine:
+            output = output * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return output
+
+
+def convert_global_batchnorm(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm replaced by a GlobalBatchNorm sharing its parameters and buffers (the
+    state_dict keys stay the same, so checkpoints move between 1 and W processes)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        converted = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        if module.affine:
+            converted.weight, converted.bias = module.weight, module.bias
+        converted.running_mean, converted.running_var = module.running_mean, module.running_var
+        converted.num_batches_tracked = module.num_batches_tracked
+        converted.train(module.training)
+        return converted
+    for name, child in module.named_children():
+        module.add_module(name, convert_global_batchnorm(child))
+    return module
+
+
+def wrap_model(model: nn.Module, device: torch.device) -> nn.parallel.DistributedDataParallel:
+    """Global batch norm in place, then DDP around `model` (the model itself keeps its state_dict keys)."""
+    convert_global_batchnorm(model)
+    device_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def check_trainable(spec: RunSpec, streamed: bool) -> None:
+    """ValueError with one line when the spec cannot train on world_size() processes exactly."""
+    world = world_size()
+    if spec.method.name not in SUPPORTED_METHODS:
+        raise ValueError(f"method {spec.method.name} cannot train on {world} processes yet (only {', '.join(SUPPORTED_METHODS)})")
+    if spec.train.batch_size % world:
+        raise ValueError(f"train.batch_size {spec.train.batch_size} is not divisible by the {world} processes")
+    if streamed:
+        raise ValueError(f"a streamed dataset cannot train on {world} processes yet")
+
+
+def rank_slice(batch_size: int) -> slice:
+    """This rank's rows of a global batch of `batch_size` (rank 0 first, as `gather_from_ranks` orders them)."""
+    local = batch_size // world_size()
+    return slice(rank() * local, (rank() + 1) * local)
+
+
+def seed_views(generator: torch.Generator, seed: int, step: int) -> None:
+    """Reseed this rank's view generator for optimiser step `step` from (run seed, rank, step): numpy's
+    SeedSequence mixes the three into one independent 63-bit seed."""
+    mixed = np.random.SeedSequence([seed, rank(), step]).generate_state(1, dtype=np.uint64)[0]
+    generator.manual_seed(int(mixed) & (2**63 - 1))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _spawned(rank_: int, world: int, port: int, device: str, work: Callable[..., Any], args: tuple) -> None:
+    on = torch.device(device if device == "cpu" else f"cuda:{rank_}")
+    if on.type == "cuda":
+        torch.cuda.set_device(on)
+    else:  # the CPU's cores are shared by the ranks
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    init(rank_, world, "127.0.0.1", port, on)
+    try:
+        work(on, *args)
+    finally:
+        leave()
+
+
+def spawn(work: Callable[..., Any], world: int, *args: Any, device: str = "cpu") -> None:
+    """Run ``work(device, *args)`` in `world` new processes joined in one process group on this machine
+    (gloo on the CPU; NCCL with one GPU per rank for device "cuda"). `work` must be a module-level function."""
+    mp.spawn(_spawned, args=(world, free_port(), device, work, args), nprocs=world, join=True)
+
+
+def _train_rank(device: torch.device, spec_json: str, run_folder: str, stop_after_steps: int | None) -> None:
+    from ablate.data import load_dataset
+    from ablate.methods.train import InterruptedForTest, device_settings, train
+    from ablate.run import build_trainable, seed_everything
+
+    spec = RunSpec.model_validate_json(spec_json)
+    settings = device_settings(spec, device)
+    seed_everything(spec.seed)
+    data = load_dataset(spec.dataset)
+    model, step = build_trainable(spec, len(data.classes), settings)
+    try:
+        train(model, step, model.pretraining_data(data), spec, settings, Path(run_folder), stop_after_steps=stop_after_steps)
+    except InterruptedForTest:
+        pass  # the checkpoint is written: a resumed run starts from it
+
+
+def train_distributed(spec: RunSpec, world: int, run_folder: Path, stop_after_steps: int | None = None, device: str = "cpu") -> None:
+    """Only train `spec` on `world` processes of this machine: rank 0 writes checkpoint.pt into `run_folder`,
+    which after the last epoch holds the final weights (no evaluation, no result.json)."""
+    spawn(_train_rank, world, spec.model_dump_json(), str(run_folder), stop_after_steps, device=device)
+
+
+def _run_rank(device: torch.device, spec_json: str, grid: str, run_id: str, run_folder: str) -> None:
+    from ablate.run import execute_run, placed_on, run_and_store
+
+    spec = RunSpec.model_validate_json(spec_json)
+    with placed_on(str(device)):
+        if is_main():  # trains with the others, then evaluates alone and writes result.json
+            run_and_store(spec, grid, run_id, Path(run_folder), logs=())
+        else:  # trains, writes nothing
+            execute_run(spec, Path(run_folder), device=device, logs=())
+
+
+def run_distributed(spec: RunSpec, world: int, grid: str, run_id: str, run_folder: Path, device: str = "cpu") -> None:
+    """The whole run of `spec` (train, evaluate, store) with training on `world` processes of this machine, as
+    `ablate.run.run_and_store` does it on one: rank 0 alone writes the checkpoints and result.json.
+    Not yet reachable from `ablate run` (the local executor starts one process per run)."""
+    spawn(_run_rank, world, spec.model_dump_json(), grid, run_id, str(run_folder), device=device)
