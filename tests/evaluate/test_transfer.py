@@ -18,7 +18,7 @@ from ablate.config import RunSpec
 from ablate.config.specs import TransferTarget
 from ablate.evaluate import transfer as transfer_module
 from ablate.evaluate.finetune import FinetuneResult
-from ablate.evaluate.transfer import finetune_transfer, load_target, transfer_metrics
+from ablate.evaluate.transfer import finetune_transfer, load_target
 from ablate.run import run_and_store
 from ablate.store import read_result
 
