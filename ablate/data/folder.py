@@ -51,16 +51,23 @@ def load(spec: DatasetSpec) -> DatasetSplits:
     """The folder at ``data_root(spec)`` as uint8 splits of ``image_size`` px (cached after the first load)."""
     root = data_root(spec).resolve()
     classes, files = list_files(root)
-    if streams(spec, len(files)):  # too large for memory, or dataset.stream: true: files read while training
-        return streamed_splits(spec, root, classes, files, None if _has_split_folders(root) else TEST_FRACTION)
+    return splits_of_files(root, classes, files, spec, None if _has_split_folders(root) else TEST_FRACTION)
+
+
+def splits_of_files(root: Path, classes: list[str], files: list[tuple[str, int, bool]], spec: DatasetSpec,
+                    test_fraction: float | None = None) -> DatasetSplits:
+    """The listed files (path relative to root, label, is_test) as the run's splits; every folder-like dataset
+    (folder, imagenet, imagenette, tiny-imagenet) ends here. Streamed (`ablate.data.stream`) when too large for
+    memory or with dataset.stream: true, else decoded once into uint8 splits (cached). The test files are those
+    marked, or per class a seeded `test_fraction` of them; then the seeded train / test subsets."""
+    if streams(spec, len(files)):
+        return streamed_splits(spec, root, classes, files, test_fraction)
     decoded = _cached_or_decoded(root, files, spec.image_size)
     images, labels, is_test = decoded["images"], decoded["labels"], decoded["is_test"]
-    if not _has_split_folders(root):
-        is_test = split_per_class(labels, TEST_FRACTION, spec.seed)
-    train = ImageData(images[~is_test], labels[~is_test])
-    test = ImageData(images[is_test], labels[is_test])
-    train = subset(train, spec.train_size, spec.seed)
-    test = subset(test, spec.test_size, spec.seed)
+    if test_fraction is not None:
+        is_test = split_per_class(labels, test_fraction, spec.seed)
+    train = subset(ImageData(images[~is_test], labels[~is_test]), spec.train_size, spec.seed)
+    test = subset(ImageData(images[is_test], labels[is_test]), spec.test_size, spec.seed)
     return DatasetSplits(pretrain=train, train=train, test=test, classes=classes)
 
 

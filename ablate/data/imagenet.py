@@ -28,9 +28,8 @@ from pathlib import Path
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from ablate.config import DatasetSpec
-from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, data_root, subset
-from ablate.data.folder import _cached_or_decoded
-from ablate.data.stream import streamed_splits, streams
+from ablate.data import DatasetSplits, DatasetUnavailable, data_root
+from ablate.data.folder import splits_of_files
 
 PREPARE = (
     "sort val/ into one folder per class first (the PyTorch ImageNet example's valprep.sh, or "
@@ -42,14 +41,7 @@ def load(spec: DatasetSpec) -> DatasetSplits:
     """ImageNet's train / val images: streamed files when too large for memory, else uint8 splits of ``image_size`` px."""
     root = data_root(spec).resolve()
     wnids, files = list_files(root)
-    if streams(spec, len(files)):
-        return streamed_splits(spec, root, wnids, files, test_fraction=None)
-    decoded = _cached_or_decoded(root, files, spec.image_size)
-    images, labels, is_test = decoded["images"], decoded["labels"], decoded["is_test"]
-    train = subset(ImageData(images[~is_test], labels[~is_test]), spec.train_size, spec.seed)
-    test = subset(ImageData(images[is_test], labels[is_test]), spec.test_size, spec.seed)
-    return DatasetSplits(pretrain=train, train=train, test=test, classes=wnids)
-
+    return splits_of_files(root, wnids, files, spec)
 
 def list_files(root: Path) -> tuple[list[str], list[tuple[str, int, bool]]]:
     """The sorted WordNet ids, and every image of train/ then val/ as (path relative to root, label, is_test)."""

@@ -20,9 +20,8 @@ from pathlib import Path
 from torchvision.datasets.folder import find_classes, make_dataset
 
 from ablate.config import DatasetSpec
-from ablate.data import DatasetSplits, DatasetUnavailable, ImageData, data_root, subset
-from ablate.data.folder import _cached_or_decoded
-from ablate.data.stream import streamed_splits, streams
+from ablate.data import DatasetSplits, DatasetUnavailable, data_root
+from ablate.data.folder import splits_of_files
 
 FOLDERS = ("imagenette2", "imagenette2-320", "imagenette2-160")  # largest images first
 EXTENSIONS = (".jpeg", ".jpg")
@@ -41,7 +40,7 @@ def load(spec: DatasetSpec) -> DatasetSplits:
     """Imagenette's train / val images as uint8 splits of ``image_size`` px (cached after the first load)."""
     folder = find_folder(data_root(spec))
     wnids, files = list_files(folder)
-    return splits_of_files(folder, files, [CLASS_NAMES.get(wnid, wnid) for wnid in wnids], spec)
+    return splits_of_files(folder, [CLASS_NAMES.get(wnid, wnid) for wnid in wnids], files, spec)
 
 
 def find_folder(root: Path) -> Path:
@@ -71,18 +70,3 @@ def list_files(folder: Path) -> tuple[list[str], Files]:
             raise DatasetUnavailable(f"{folder / split}: {err}") from None
         files += [(str(Path(path).relative_to(folder)), label, is_test) for path, label in found]
     return wnids, files
-
-
-def splits_of_files(folder: Path, files: Files, classes: list[str], spec: DatasetSpec) -> DatasetSplits:
-    """Decode (or read from the cache) the listed files; split them, and draw the seeded subsets.
-
-    Shared with `ablate.data.tiny_imagenet`, whose files are listed differently. Streamed instead
-    (`ablate.data.stream`) with `dataset.stream: true`, or under `auto` above the memory budget.
-    """
-    if streams(spec, len(files)):
-        return streamed_splits(spec, folder, classes, files, test_fraction=None)
-    decoded = _cached_or_decoded(folder, files, spec.image_size)
-    images, labels, is_test = decoded["images"], decoded["labels"], decoded["is_test"]
-    train = subset(ImageData(images[~is_test], labels[~is_test]), spec.train_size, spec.seed)
-    test = subset(ImageData(images[is_test], labels[is_test]), spec.test_size, spec.seed)
-    return DatasetSplits(pretrain=train, train=train, test=test, classes=classes)

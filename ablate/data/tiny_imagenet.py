@@ -11,7 +11,7 @@ Layout of ``tiny-imagenet-200.zip`` (``ablate data fetch tiny-imagenet``, ablate
 * ``test/images/`` — unlabelled, not used: the labelled ``val`` images are the test split.
 
 Labels follow the sorted WordNet ids (as ImageFolder would). Decoding, resizing and the cache are
-the image folder's (`ablate.data.folder`), through `ablate.data.imagenette.splits_of_files`.
+the image folder's (`ablate.data.folder`), through `ablate.data.folder.splits_of_files`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from torchvision.datasets.folder import make_dataset
 
 from ablate.config import DatasetSpec
 from ablate.data import DatasetSplits, DatasetUnavailable, data_root
-from ablate.data.imagenette import EXTENSIONS, Files, splits_of_files
+from ablate.data.folder import splits_of_files
+from ablate.data.imagenette import EXTENSIONS, Files
 
 FOLDER = "tiny-imagenet-200"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
@@ -33,7 +34,7 @@ def load(spec: DatasetSpec) -> DatasetSplits:
     folder = find_folder(data_root(spec))
     wnids = read_wnids(folder)
     files = train_files(folder, wnids) + val_files(folder, wnids)
-    return splits_of_files(folder, files, class_names(folder, wnids), spec)
+    return splits_of_files(folder, class_names(folder, wnids), files, spec)
 
 
 def find_folder(root: Path) -> Path:
