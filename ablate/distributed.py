@@ -151,15 +151,13 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.parallel.Distribute
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def check_trainable(spec: RunSpec, streamed: bool) -> None:
+def check_trainable(spec: RunSpec) -> None:
     """ValueError with one line when the spec cannot train on world_size() processes exactly."""
     world = world_size()
     if spec.method.name not in SUPPORTED_METHODS:
         raise ValueError(f"method {spec.method.name} cannot train on {world} processes yet (only {', '.join(SUPPORTED_METHODS)})")
     if spec.train.batch_size % world:
         raise ValueError(f"train.batch_size {spec.train.batch_size} is not divisible by the {world} processes")
-    if streamed:
-        raise ValueError(f"a streamed dataset cannot train on {world} processes yet")
 
 
 def rank_slice(batch_size: int) -> slice:

@@ -32,6 +32,10 @@ pipeline does not start with ``crop``; one_branch with ``base_crop: false``), th
 image resized and centre-cropped exactly as the in-memory folder does (`ablate.data.folder.decode_one`)
 and the device does the rest as it does in memory. The in-memory path is untouched.
 
+On W processes (`ablate.distributed`) each rank's loader reads and decodes only its rows of every global
+batch (`StreamedBatches`'s `rows`: the same `rank_slice` the in-memory path takes), so no file is decoded twice;
+its crops are those one process takes of the same images, being seeded by (seed, epoch, index) alone.
+
 Evaluation (linear probe, kNN) reads the same centre crops in one pass (`CentreCrops.batches`),
 so its features equal the in-memory path's for the same images.
 
@@ -394,10 +398,12 @@ class EpochBatches(Sampler[list[tuple[int, int]]]):
 
     One sampler for the loader's whole life, so that its workers persist across epochs; the order is
     the loop's own permutation (drawn from the training generator and kept in the checkpoint).
+    `rows`: the keys of each global batch this process reads (all; on W processes its
+    `ablate.distributed.rank_slice`), so a rank's workers never read another rank's files.
     """
 
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
+    def __init__(self, batch_size: int, rows: slice = slice(None)) -> None:
+        self.batch_size, self.rows = batch_size, rows
         self.epoch, self.order, self.first_step = 0, torch.empty(0, dtype=torch.int64), 0
 
     def set_epoch(self, epoch: int, order: torch.Tensor, first_step: int) -> None:
@@ -408,7 +414,7 @@ class EpochBatches(Sampler[list[tuple[int, int]]]):
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.first_step, len(self.order) // self.batch_size):
-            chunk = self.order[step * self.batch_size : (step + 1) * self.batch_size].tolist()
+            chunk = self.order[step * self.batch_size : (step + 1) * self.batch_size][self.rows].tolist()
             yield [(self.epoch, index) for index in chunk]
 
 
@@ -418,15 +424,19 @@ class StreamedBatches:
     images: uint8 B×K×3×S×S (K worker crops per image) or B×3×S×S (centre crops, no worker crop).
     `gpu_decode` (CUDA only; default: ABLATE_STREAM_GPU_DECODE): the workers read the JPEGs and draw
     their crops, and the batch's JPEGs are decoded together by nvJPEG on the device (`gpu_crops`).
+    `rows`: this process's rows of each global batch of `batch_size` (`ablate.distributed.rank_slice` on
+    W processes): only those files are read and decoded, and B is the slice's length. Their crops are
+    those one process draws for the same images, since an image's crops depend on (seed, epoch, index) alone.
     """
 
     def __init__(self, files: ImageFiles, worker_crop: WorkerCrop | None, batch_size: int, seed: int,
-                 device: torch.device, workers: int | None = None, gpu_decode: bool | None = None) -> None:
+                 device: torch.device, workers: int | None = None, gpu_decode: bool | None = None,
+                 rows: slice = slice(None)) -> None:
         workers = stream_workers() if workers is None else workers
         gpu_decode = load_settings().stream_gpu_decode if gpu_decode is None else gpu_decode
         self.device, self.side = device, files.image_size
         self.gpu_decode = gpu_decode and device.type == "cuda" and worker_crop is not None
-        self.sampler = EpochBatches(batch_size)
+        self.sampler = EpochBatches(batch_size, rows)
         self.loader = DataLoader(
             CropDataset(files, worker_crop, seed, self.gpu_decode), batch_sampler=self.sampler, num_workers=workers,
             collate_fn=collate_crops, pin_memory=device.type == "cuda", persistent_workers=workers > 0,

@@ -353,7 +353,7 @@ def train(
 
     world = distributed.world_size()
     if world > 1:  # several processes (ablate.distributed): global batch norm, DDP, the step run through the wrapper
-        distributed.check_trainable(spec, streamed=loader is not None)
+        distributed.check_trainable(spec)
         wrapped = ModelForward(distributed.wrap_model(model, device), settings)
         step = TrainStep(model.make_inputs, lambda inputs, labels: model.loss(inputs, labels, wrapped))
         ahead = False  # each step's views come from a generator reseeded for that step (below)
@@ -439,13 +439,15 @@ def streamed_batches(model: Method, data: ImageData | ImageFiles, spec: RunSpec,
     """The loader of a streamed split (`ablate.data.stream.ImageFiles`), or None for images held in memory.
 
     Its workers take the crop the method's ViewMaker names (`worker_crop`) from each full-resolution
-    file, seeded by (run seed, epoch, index), so a resumed run reads the same crops."""
+    file, seeded by (run seed, epoch, index), so a resumed run reads the same crops. On W processes each
+    rank's workers read only its rows of every global batch (`distributed.rank_slice`)."""
     from ablate.data.stream import ImageFiles, StreamedBatches  # local: in-memory runs never start a DataLoader
 
     if not isinstance(data, ImageFiles):
         return None
     crop = model.views.worker_crop(model.views_per_image)
-    return StreamedBatches(data, crop, spec.train.batch_size, spec.seed, device)
+    return StreamedBatches(data, crop, spec.train.batch_size, spec.seed, device,
+                           rows=distributed.rank_slice(spec.train.batch_size))
 
 
 def last_step_lr(schedule: torch.optim.lr_scheduler.LambdaLR, global_step: int) -> float:
