@@ -10,6 +10,10 @@ from pathlib import Path
 os.environ.setdefault("ABLATE_EXECUTOR", "local")
 
 sys.path.insert(0, str(Path(__file__).parent))  # cli_helpers, shared by tests in every folder
+# The repository root too: under --import-mode=importlib a test module is named tests.<name>, and a function of
+# it handed to a spawned process (the ranks of tests/test_distributed*.py) is imported there by that name;
+# spawned processes start from this sys.path.
+sys.path.insert(1, str(Path(__file__).parent.parent))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
