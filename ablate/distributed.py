@@ -20,8 +20,23 @@ the local slice it is the mean over the global batch. Either way: the single-pro
 Each rank draws its views from its own generator, reseeded every step from (run seed, rank, step)
 (`seed_views`): independent streams per rank, and a resumed run draws the same views with nothing per rank to
 checkpoint (only rank 0 writes checkpoints). The shuffling generator stays seeded by the run seed alone, so every
-rank has the same permutation. Methods other than SimCLR refuse W > 1 (`check_trainable`): their queues, EMA
-targets and centres are not made exact across ranks yet.
+rank has the same permutation.
+
+Every method trains on W ranks with the single-process maths of the global batch, each through functions of
+this module that are identities or no-ops on one process:
+
+* losses of batch statistics gather z1, z2 with their gradients and compute the global loss on every rank:
+  SimCLR's negatives, Barlow Twins' standardisation and cross-correlation, VICReg's variance and covariance;
+* losses that are a mean over samples (supervised cross-entropy, BYOL, SimSiam, MoCo's InfoNCE, DINO) stay the
+  mean over the rank's own rows: DDP's average of the ranks' means is the global mean (the argument above);
+* MoCo v2's queue takes the global batch's keys, gathered in the one-process order (view 1's of the whole batch,
+  then view 2's), so the queue and its pointer are the same on every rank and equal to one process's;
+* EMA targets (MoCo's key encoder, BYOL's target, DINO's teacher) need nothing: every rank holds the same weights
+  after each DDP step, so every rank's `after_step` makes the same update; their batch norms, run without
+  gradients, are global batch norms as well;
+* DINO's centre moves by the teacher logits' mean over the global batch (`mean_over_ranks`).
+
+The loss the training loop records is the mean of the ranks' step losses (`mean_over_ranks`), the global batch's.
 """
 
 from __future__ import annotations
@@ -45,8 +60,6 @@ from ablate.config import RunSpec
 # torch 2.14 marks these autograd collectives deprecated in favour of a private module (_functional_collectives);
 # they remain the public, documented way to keep gradients through a collective, so the notice is silenced.
 warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.\w+ is deprecated", category=FutureWarning)
-
-SUPPORTED_METHODS = ("simclr",)  # methods whose W > 1 training is exactly the single-process training
 
 
 def is_active() -> bool:
@@ -95,6 +108,17 @@ def gather_from_ranks(tensor: torch.Tensor) -> torch.Tensor:
     if world_size() == 1:
         return tensor
     return torch.cat(dist_functional.all_gather(tensor))
+
+
+def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise mean of every rank's `tensor` (same shape on every rank), the same on every rank and
+    without gradient; `tensor` itself on one process. With equal slices, the mean of per-rank batch means is the
+    global batch's mean (a step's loss, DINO's centre)."""
+    if world_size() == 1:
+        return tensor
+    total = tensor.detach().clone()
+    dist.all_reduce(total)
+    return total / world_size()
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -154,8 +178,6 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.parallel.Distribute
 def check_trainable(spec: RunSpec) -> None:
     """ValueError with one line when the spec cannot train on world_size() processes exactly."""
     world = world_size()
-    if spec.method.name not in SUPPORTED_METHODS:
-        raise ValueError(f"method {spec.method.name} cannot train on {world} processes yet (only {', '.join(SUPPORTED_METHODS)})")
     if spec.train.batch_size % world:
         raise ValueError(f"train.batch_size {spec.train.batch_size} is not divisible by the {world} processes")
 
