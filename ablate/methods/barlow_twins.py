@@ -26,6 +26,9 @@ Choices made here:
   after the first two, none on the output).
 * **One forward pass over both views** (concatenated): the projector's batch norms see 2N images, as
   SimCLR does here; the standardisation in the loss is still per view (over each view's N).
+* **On several processes** (`ablate.distributed`) the standardisation and the cross-correlation are over the
+  global batch: every rank gathers z1, z2 from every rank with their gradients and computes the same, global
+  loss (one process: nothing changes).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import torch
 
 from ablate.config.methods import BarlowTwinsSpec
+from ablate.distributed import gather_from_ranks
 from ablate.methods.base import MethodContext, ProjectionMethod
 from ablate.models.heads import mlp
 
@@ -95,5 +99,7 @@ class BarlowTwins(ProjectionMethod):
         self.scale_loss = spec.scale_loss
 
     def projection_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        """Barlow Twins' loss of the two views' projections (float32: D² correlations)."""
+        """Barlow Twins' loss of the two views' projections (float32: D² correlations), over the global batch."""
+        # Batch statistics: on several processes they must be those of every rank's rows (ablate.distributed).
+        z1, z2 = gather_from_ranks(z1), gather_from_ranks(z2)
         return barlow_twins_loss(z1, z2, self.off_diagonal_weight, self.scale_loss)

@@ -24,6 +24,10 @@ Choices, and why:
 * **One forward pass per network over both views** (``torch.cat``): batch norm sees 2N images, as
   in SimCLR. The target runs in train mode too, so its batch norm uses batch statistics and keeps
   its own running statistics, as in the paper's code.
+* **On several processes** (`ablate.distributed`) both networks' batch norms are over the global batch (the
+  target's forward, without gradients, takes part in the same all-reduces), each rank's loss is the mean over
+  its own rows (DDP's average is the global mean), and the target's EMA is the same on every rank, which all
+  hold the same online weights after each DDP step.
 """
 
 from __future__ import annotations

@@ -44,6 +44,10 @@ Choices made here, and why:
 * The centre is a registered buffer (state_dict, moved by ``.to``), updated in `loss` with that
   step's teacher logits, after the loss is computed (Algorithm 1's order), in place and without any
   host sync — and only in training mode, as batch norm updates its running statistics.
+* On several processes (`ablate.distributed`) the centre moves by the teacher logits' mean over the global
+  batch (the mean of every rank's batch mean: one all-reduce), so it is the same on every rank and equal to one
+  process's; each rank's loss is the mean over its own rows (DDP's average is the global mean), batch norm is
+  over the global batch in student and teacher, and the teacher's EMA is the same on every rank.
 * Not implemented (not in `DINOSpec`): the paper's freezing of the last layer during the first
   epoch, gradient clipping, and its weight-decay and learning-rate schedules (ablate's optimiser and
   schedule are shared by every method).
@@ -57,6 +61,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from ablate.config.methods import DINOSpec
+from ablate.distributed import mean_over_ranks
 from ablate.methods.base import Forward, MethodContext, TwoViewMethod
 from ablate.methods.momentum import cosine_momentum, ema_update_, frozen_copy
 from ablate.models.heads import mlp
@@ -121,8 +126,9 @@ def dino_loss(
 
 @torch.no_grad()
 def update_center_(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: float) -> None:
-    """C ← m·C + (1 − m)·(batch mean of the teacher logits), in place (device ops only: no host sync)."""
-    batch_center = teacher_logits.float().mean(dim=0, keepdim=True)
+    """C ← m·C + (1 − m)·(batch mean of the teacher logits), in place (device ops only: no host sync). On
+    several processes the mean is over the global batch, so that every rank keeps the same centre."""
+    batch_center = mean_over_ranks(teacher_logits.float().mean(dim=0, keepdim=True))
     center.mul_(momentum).add_(batch_center, alpha=1.0 - momentum)
 
 

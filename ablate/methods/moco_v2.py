@@ -34,6 +34,12 @@ Choices, and why:
 * **One forward pass per encoder over both views** (``torch.cat``): batch norm sees 2N images, as
   in SimCLR. MoCo's shuffling BN needs several devices; on one device there is none (solo-learn's
   single-GPU recipe has none either).
+* **On several processes** (`ablate.distributed`): batch norm is over the global batch in both encoders (the
+  key encoder's too: global BN rather than MoCo's shuffling BN), each rank's InfoNCE is the mean over its own
+  queries (DDP's average of the ranks' means is the global mean), and the keys that enter the queue are the
+  global batch's, gathered from every rank in the one-process order (view 1's of the whole batch, then
+  view 2's). So the queue and its pointer are the same on every rank and equal to one process's, and so are
+  the key encoder's EMA updates (every rank has the same weights after each DDP step).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config.methods import MoCoV2Spec
+from ablate.distributed import gather_from_ranks
 from ablate.methods.base import Forward, MethodContext, TwoViewMethod
 from ablate.methods.momentum import cosine_momentum, ema_update_, frozen_copy
 from ablate.models.heads import mlp
@@ -128,7 +135,8 @@ class MoCoV2(TwoViewMethod):
         k1, k2 = keys.chunk(2)
         negatives = self.queue.clone()  # a snapshot: autograd needs it after the queue is overwritten below
         loss = (infonce_with_queue(q1, k2, negatives, self.temperature) + infonce_with_queue(q2, k1, negatives, self.temperature)) / 2
-        self.enqueue(keys)
+        # Every rank's keys, view 1's of the global batch then view 2's, as one process orders them (no gradient).
+        self.enqueue(torch.cat([gather_from_ranks(k1), gather_from_ranks(k2)]))
         return loss
 
     @torch.no_grad()

@@ -393,7 +393,9 @@ def train(
             optimizer_step(loss, optimizer, schedule)
             state.global_step += 1
             model.after_step(state.global_step, total_steps)  # e.g. a momentum (EMA) update of a target network
-            loss = loss.detach()
+            # Several ranks: each loss is its own rows' mean (or already the global loss); their mean is the global
+            # batch's loss, the same on every rank (one scalar all-reduce). One process: the loss itself.
+            loss = distributed.mean_over_ranks(loss.detach())
             running += loss
             state.step_in_epoch += 1
             state.images_seen += batch_size

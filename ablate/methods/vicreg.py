@@ -26,7 +26,8 @@ Recipe: solo-learn's scripts/pretrain/cifar/vicreg.yaml (LARS lr 0.3, wd 1e-4, p
 and the paper's weights 25 / 25 / 1; the spec's defaults. The projector is ``mlp(feat, hidden, out,
 hidden_layers=2)``, the paper's 3-layer expander (BN and ReLU after the first two layers). Both views
 go through the network in one pass (batch norm sees 2N images, as SimCLR does here); the variance
-and covariance are still taken per view.
+and covariance are still taken per view. On several processes (`ablate.distributed`) every term is over the global
+batch: every rank gathers z1, z2 from every rank with their gradients and computes the same, global loss.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config.methods import VICRegSpec
+from ablate.distributed import gather_from_ranks
 from ablate.methods.base import MethodContext, ProjectionMethod
 from ablate.models.heads import mlp
 
@@ -110,5 +112,7 @@ class VICReg(ProjectionMethod):
         self.weights = (spec.invariance_weight, spec.variance_weight, spec.covariance_weight)
 
     def projection_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        """λ·invariance + μ·variance + ν·covariance of the two views' projections."""
+        """λ·invariance + μ·variance + ν·covariance of the two views' projections, over the global batch."""
+        # Variance and covariance are batch statistics: on several processes, of every rank's rows (ablate.distributed).
+        z1, z2 = gather_from_ranks(z1), gather_from_ranks(z2)
         return vicreg_loss(z1, z2, *self.weights)
