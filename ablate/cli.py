@@ -147,7 +147,7 @@ def command_run(args: argparse.Namespace) -> int:
         return 0
     check_device()
     wanted = args.executor or check_environment().executor or "auto"
-    executor = make_executor(wanted, grid, results_root, jobs=args.jobs, retry_failed=args.retry_failed)
+    executor = make_executor(wanted, grid, results_root, jobs=args.jobs, retry_failed=args.retry_failed, processes=args.devices)
     earlier_failures = [r for r in planned if states[r.run_id] == "failed"]
     if not todo:
         print(f"grid {grid.name}: all {len(planned)} runs are already done; nothing to train{executor.idle_note}. "
@@ -381,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("grid", help="grid file, e.g. grids/quickstart.yaml")
     run.add_argument("--dry-run", action="store_true", help="print the runs, their ids and which are done; train nothing")
     run.add_argument("--jobs", type=positive_int, default=1, help="runs at once in worker processes (local executor)")
+    run.add_argument("--devices", type=positive_int, default=1, metavar="N",
+                     help="train each run on N devices at once, one process each (local executor): N GPUs, or N "
+                          "processes on the CPU where there is none; train.batch_size stays the global batch. On "
+                          "SLURM: the grid's slurm.gpus_per_node and slurm.nodes")
     run.add_argument("--retry-failed", action="store_true", help="also rerun runs that failed before")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--executor", choices=EXECUTORS, default=None,

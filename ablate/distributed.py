@@ -41,6 +41,7 @@ The loss the training loop records is the mean of the ranks' step losses (`mean_
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import warnings
@@ -52,7 +53,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_functional
-import torch.multiprocessing as mp
 from torch import nn
 
 from ablate.config import RunSpec
@@ -87,13 +87,19 @@ def backend_for(device: torch.device) -> str:
 
 def init(rank_: int | None = None, world_size_: int | None = None, master_addr: str | None = None,
          master_port: int | None = None, device: torch.device = torch.device("cpu")) -> None:
-    """Join the process group: from explicit arguments, else from the environment torch.distributed.run sets
-    (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)."""
+    """Join the process group: from explicit arguments, else from the environment torch.distributed.run and
+    submitit's TorchDistributedEnvironment set (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
+
+    Every collective then waits at most ABLATE_DIST_TIMEOUT_S for the other ranks (`ablate.launch`: a hung
+    or dead rank fails the run instead of hanging it)."""
+    from ablate.settings import load_settings
+
     rank_ = int(os.environ["RANK"]) if rank_ is None else rank_
     world_size_ = int(os.environ["WORLD_SIZE"]) if world_size_ is None else world_size_
     os.environ["MASTER_ADDR"] = master_addr or os.environ.get("MASTER_ADDR", "127.0.0.1")
     os.environ["MASTER_PORT"] = str(master_port or os.environ["MASTER_PORT"])
-    dist.init_process_group(backend_for(device), rank=rank_, world_size=world_size_)
+    timeout = dt.timedelta(seconds=load_settings().dist_timeout_s)
+    dist.init_process_group(backend_for(device), rank=rank_, world_size=world_size_, timeout=timeout)
 
 
 def leave() -> None:
@@ -202,23 +208,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _spawned(rank_: int, world: int, port: int, device: str, work: Callable[..., Any], args: tuple) -> None:
-    on = torch.device(device if device == "cpu" else f"cuda:{rank_}")
-    if on.type == "cuda":
-        torch.cuda.set_device(on)
-    else:  # the CPU's cores are shared by the ranks
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    init(rank_, world, "127.0.0.1", port, on)
-    try:
-        work(on, *args)
-    finally:
-        leave()
+def local_devices(world: int, device: str = "cpu") -> list[str]:
+    """The device of each of `world` ranks on this machine: the CPU for all, or one GPU each (cuda:0 … cuda:W-1)."""
+    return ["cpu"] * world if device == "cpu" else [f"cuda:{rank_}" for rank_ in range(world)]
 
 
 def spawn(work: Callable[..., Any], world: int, *args: Any, device: str = "cpu") -> None:
     """Run ``work(device, *args)`` in `world` new processes joined in one process group on this machine
-    (gloo on the CPU; NCCL with one GPU per rank for device "cuda"). `work` must be a module-level function."""
-    mp.spawn(_spawned, args=(world, free_port(), device, work, args), nprocs=world, join=True)
+    (gloo on the CPU; NCCL with one GPU per rank for device "cuda"); RuntimeError naming each failed rank
+    when one fails. `work` must be a module-level function."""
+    from ablate.launch import describe_failure, failed_exits, launch
+
+    failed = failed_exits(launch(work, local_devices(world, device), *args))
+    if failed:
+        raise RuntimeError(describe_failure({}, world, failed))
 
 
 def _train_rank(device: torch.device, spec_json: str, run_folder: str, stop_after_steps: int | None) -> None:
@@ -243,19 +246,59 @@ def train_distributed(spec: RunSpec, world: int, run_folder: Path, stop_after_st
     spawn(_train_rank, world, spec.model_dump_json(), str(run_folder), stop_after_steps, device=device)
 
 
-def _run_rank(device: torch.device, spec_json: str, grid: str, run_id: str, run_folder: str) -> None:
+def run_rank(device: torch.device, spec_json: str, grid: str, run_id: str, run_folder: str, axes_json: str = "{}") -> None:
+    """One rank's share of a whole run: every rank trains; rank 0 then evaluates alone and writes result.json
+    (completed, or failed naming every rank's error: `ablate.launch.failures_named` in `execute_run`)."""
+    import json
+
     from ablate.run import execute_run, placed_on, run_and_store
 
     spec = RunSpec.model_validate_json(spec_json)
     with placed_on(str(device)):
-        if is_main():  # trains with the others, then evaluates alone and writes result.json
-            run_and_store(spec, grid, run_id, Path(run_folder), logs=())
-        else:  # trains, writes nothing
+        if is_main():
+            run_and_store(spec, grid, run_id, Path(run_folder), json.loads(axes_json), logs=())
+        else:  # trains, writes nothing but its error record
             execute_run(spec, Path(run_folder), device=device, logs=())
 
 
-def run_distributed(spec: RunSpec, world: int, grid: str, run_id: str, run_folder: Path, device: str = "cpu") -> None:
-    """The whole run of `spec` (train, evaluate, store) with training on `world` processes of this machine, as
-    `ablate.run.run_and_store` does it on one: rank 0 alone writes the checkpoints and result.json.
-    Not yet reachable from `ablate run` (the local executor starts one process per run)."""
-    spawn(_run_rank, world, spec.model_dump_json(), grid, run_id, str(run_folder), device=device)
+def run_distributed(spec: RunSpec, world: int, grid: str, run_id: str, run_folder: Path, device: str = "cpu",
+                    axes: dict[str, Any] | None = None, devices: list[str] | None = None,
+                    work: Callable[..., None] = run_rank) -> dict[str, Any]:
+    """The whole run of `spec` (train, evaluate, store) with training on `world` processes of this machine
+    (rank r on devices[r]; default `local_devices`), as `ablate.run.run_and_store` does it on one; returns
+    the result. Rank 0 writes result.json; when a rank fails, the result is the failed one naming how each
+    rank ended, also when rank 0 itself died before it could write it (`settle_result`). `work` is each
+    rank's share (`run_rank`; tests wrap it to make a rank fail)."""
+    import json
+
+    from ablate.launch import clear_records, launch
+
+    devices = devices or local_devices(world, device)
+    clear_records(run_folder)  # an earlier attempt's records say nothing about this one
+    exits = launch(work, devices, spec.model_dump_json(), grid, run_id, str(run_folder), json.dumps(axes or {}))
+    return settle_result(spec, grid, run_id, Path(run_folder), axes or {}, exits)
+
+
+def settle_result(spec: RunSpec, grid: str, run_id: str, run_folder: Path, axes: dict[str, Any], exits: list) -> dict[str, Any]:
+    """The run's result once its processes have ended: rank 0's when every rank ended well or rank 0's is
+    completed (a completed result is never replaced); otherwise a failed result whose error names how each
+    rank ended (exit status, signal, hung) and what each raised, written over rank 0's failed one or in place
+    of the one it never wrote."""
+    from ablate.launch import RanksFailed, describe_failure, failed_exits, read_records
+    from ablate.run import failed_result
+    from ablate.store import CorruptResult, read_result, write_result
+
+    failed = failed_exits(exits)
+    try:
+        result = read_result(run_folder)
+    except CorruptResult:
+        result = None
+    if result is not None and (result["status"] == "completed" or not failed):
+        return result
+    error = RanksFailed(describe_failure(read_records(run_folder), len(exits), failed))
+    if result is None:
+        result = failed_result(spec, grid, run_id, axes, error)
+    else:  # rank 0 named the ranks as it saw them; the launcher also knows how each process ended
+        result["error"] = {**result["error"], "type": type(error).__name__, "message": str(error)}
+    write_result(run_folder, result)
+    return read_result(run_folder)  # as stored (schema version included), as rank 0's own would be

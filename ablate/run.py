@@ -25,6 +25,7 @@ import torch
 
 import ablate
 from ablate import distributed
+from ablate.launch import clear_records, failures_named
 from ablate.config import RunSpec
 from ablate.cpu_memory import keep_freed_memory
 from ablate.data import DatasetSplits, load_dataset
@@ -339,12 +340,15 @@ def execute_run(
     check_streamed_evaluations(spec, data)
     check_targets_available(spec)
 
-    model, step_loss = build_trainable(spec, len(data.classes), settings)
-    monitor = monitor_for(spec, data, model, settings)
-    with run_logs(logs, run_folder) as log:
-        outcome = train(model, step_loss, model.pretraining_data(data), spec, settings, run_folder,
-                        with_step_losses(progress, log), epoch_end=epoch_hook(monitor, log), **train_options)
-    if distributed.world_size() > 1:  # trained on several processes: rank 0 alone evaluates (ablate.distributed)
+    world = distributed.world_size()
+    # On several processes: a rank's error is recorded, and rank 0's names every rank's (ablate.launch).
+    with failures_named(run_folder, distributed.rank(), world):
+        model, step_loss = build_trainable(spec, len(data.classes), settings)
+        monitor = monitor_for(spec, data, model, settings)
+        with run_logs(logs, run_folder) as log:
+            outcome = train(model, step_loss, model.pretraining_data(data), spec, settings, run_folder,
+                            with_step_losses(progress, log), epoch_end=epoch_hook(monitor, log), **train_options)
+    if world > 1:  # trained on several processes: rank 0 alone evaluates (ablate.distributed)
         main = distributed.is_main()
         distributed.leave()
         if not main:
@@ -363,6 +367,7 @@ def execute_run(
         "timings": {"data": data_seconds, "train": outcome.train_seconds, "eval": eval_seconds,
                     **({"monitor": outcome.epoch_end_seconds} if monitor is not None or logs else {})},
         "resumed_from_epoch": outcome.resumed_from_epoch,
+        "processes": world,  # training processes (one per device); train.batch_size is their global batch
         "fast_path": {"bf16": settings.autocast_bf16, "channels_last": settings.channels_last, "compile": settings.compile},
         "collapse": evaluation.collapse,
     }
@@ -392,15 +397,7 @@ def run_and_store(
     run_folder.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
-    result: dict[str, Any] = {
-        "run_id": run_id,
-        "grid": grid,
-        "spec": spec.model_dump(mode="json"),
-        "axes": axes or {},
-        "metrics": {},
-        "timings": {},
-        "error": None,
-    }
+    result = new_result(spec, grid, run_id, axes)
     device = torch.device("cpu")  # what provenance names if even choosing the device fails
     try:
         device = pick_device()
@@ -422,4 +419,21 @@ def run_and_store(
     write_result(run_folder, result)
     if result["status"] == "completed":
         (run_folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # the result supersedes the training state
+        clear_records(run_folder)  # ranks' error records of earlier attempts (ablate.launch)
+    return result
+
+
+def new_result(spec: RunSpec, grid: str, run_id: str, axes: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's result before it has run: what it is, no metrics yet."""
+    return {"run_id": run_id, "grid": grid, "spec": spec.model_dump(mode="json"), "axes": axes or {},
+            "metrics": {}, "timings": {}, "error": None}
+
+
+def failed_result(spec: RunSpec, grid: str, run_id: str, axes: dict[str, Any] | None, error: BaseException) -> dict[str, Any]:
+    """The failed result of a run that could not write its own (its training process died: ablate.distributed)."""
+    result = new_result(spec, grid, run_id, axes)
+    result.update(status="failed", error=error_record(error))
+    now = dt.datetime.now(dt.timezone.utc)
+    result["provenance"] = provenance(torch.device("cpu"), now, uses_color="color" in spec.augment.ops)
+    result["provenance"]["device"] = None  # not known here: the ranks chose theirs
     return result

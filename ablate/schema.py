@@ -179,6 +179,7 @@ class Result(_Open):
     error: ErrorRecord | None = None
     provenance: Provenance | None = None
     resumed_from_epoch: float | None = None
+    processes: int | None = Field(None, ge=1)  # training processes, one per device; absent in older results: one
     fast_path: FastPath | None = None
     collapse: CollapseRecord | None = None  # absent in results written before the diagnostic existed
     log_tail: str | None = None

@@ -20,6 +20,7 @@ imports torch: checking whether a named CUDA device exists is left to the code t
 | ABLATE_STREAM_BUDGET_GB | decoded size (GB) above which an image folder streams under `dataset.stream: auto` (`ablate.data.stream`) | half the available memory |
 | ABLATE_STREAM_WORKERS | DataLoader worker processes of a streamed folder; `0`: read in the training process | one per core (at most 16) |
 | ABLATE_STREAM_GPU_DECODE | `1`: a streamed folder's JPEGs decoded by nvJPEG on the run's CUDA device (`ablate.data.stream`) | `0` |
+| ABLATE_DIST_TIMEOUT_S | seconds a rank of a run on several processes waits in a collective for the others before the run fails (`ablate.distributed`) | 600 |
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Settings(BaseModel):
     stream_budget_gb: float | None = None  # None: half the available memory (ablate.data.stream.memory_budget_bytes)
     stream_workers: int | None = None  # None: one per core
     stream_gpu_decode: bool = False
+    dist_timeout_s: float = 600.0  # torch's own NCCL default; a hung or dead rank fails the run after this long
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -98,6 +100,13 @@ def _executor(env: Mapping[str, str]) -> str | None:
 def _grace(env: Mapping[str, str]) -> float:
     value = _non_negative(env, "ABLATE_SLURM_GRACE_S", "seconds")
     return 30.0 if value is None else value
+
+
+def _dist_timeout(env: Mapping[str, str]) -> float:
+    value = _non_negative(env, "ABLATE_DIST_TIMEOUT_S", "seconds")
+    if value == 0:
+        raise SettingsError("ABLATE_DIST_TIMEOUT_S is '0'; expected a number of seconds above 0")
+    return 600.0 if value is None else value
 
 
 def _non_negative(env: Mapping[str, str], name: str, unit: str) -> float | None:
@@ -162,4 +171,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stream_budget_gb=_stream_budget_gb(env),
         stream_workers=_stream_workers(env),
         stream_gpu_decode=_switch(env, "ABLATE_STREAM_GPU_DECODE", False, "decode streamed JPEGs on the CUDA device"),
+        dist_timeout_s=_dist_timeout(env),
     )

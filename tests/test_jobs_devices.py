@@ -131,11 +131,19 @@ def test_ablate_device_keeps_every_run_there(placements, tmp_path, capsys, monke
 
 def test_the_pool_gives_the_least_used_gpu():
     pool = GpuPool(["cuda:0", "cuda:1"])
-    assert [pool.take() for _ in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
-    pool.give_back("cuda:0")
-    pool.give_back("cuda:0")  # cuda:0 now idle, cuda:1 holds one run: the next run goes to the idle GPU
-    assert pool.take() == "cuda:0"
-    assert [pool.take(), pool.take()] == ["cuda:0", "cuda:1"]  # 1/1: a tie, the lower index; then 2/1
+    assert [pool.take() for _ in range(3)] == [["cuda:0"], ["cuda:1"], ["cuda:0"]]
+    pool.give_back(["cuda:0"])
+    pool.give_back(["cuda:0"])  # cuda:0 now idle, cuda:1 holds one run: the next run goes to the idle GPU
+    assert pool.take() == ["cuda:0"]
+    assert [pool.take(), pool.take()] == [["cuda:0"], ["cuda:1"]]  # 1/1: a tie, the lower index; then 2/1
+
+
+def test_a_run_on_several_processes_takes_the_least_used_gpus_in_index_order():
+    pool = GpuPool(["cuda:0", "cuda:1", "cuda:2", "cuda:3"])
+    assert pool.take(2) == ["cuda:0", "cuda:1"]
+    assert pool.take(3) == ["cuda:0", "cuda:2", "cuda:3"]  # the two idle ones, then the least used of the rest, lowest first
+    pool.give_back(["cuda:0", "cuda:1"])
+    assert pool.take(2) == ["cuda:0", "cuda:1"]  # idle cuda:1, then cuda:0, the lowest of those holding one run
 
 
 def test_sharing_note_only_with_more_workers_than_gpus():

@@ -245,7 +245,13 @@ class SlurmSpec(StrictModel):
     account: str | None = None
     qos: str | None = None
     gpus_per_node: int | None = Field(
-        None, ge=0, le=64, description="GPUs per job; None: 1 where the partition has GPUs (sinfo's GRES), else none"
+        None, ge=0, le=64, description="GPUs per node, one task (training process) each: a run trains on nodes × "
+        "gpus_per_node GPUs; None: 1 where the partition has GPUs (sinfo's GRES), else none"
+    )
+    nodes: int = Field(1, ge=1, le=4096, description="nodes per run; more than 1: one run across the nodes' tasks")
+    tasks_per_node: int | None = Field(
+        None, ge=1, le=256, description="training processes per node; None: one per GPU (gpus_per_node), 1 without GPUs "
+        "(set it to train one run on several CPU processes)"
     )
     cpus_per_task: int | None = Field(None, ge=1, le=1024, description="None: the cluster's default (usually 1)")
     mem_gb: float | None = Field(None, gt=0, le=100_000)

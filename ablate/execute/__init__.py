@@ -53,13 +53,18 @@ def choose_executor(wanted: str) -> tuple[str, str]:
     return ("slurm" if available else "local"), why
 
 
-def make_executor(wanted: str, grid: GridSpec, results_root: Path, jobs: int = 1, retry_failed: bool = True) -> Executor:
+def make_executor(wanted: str, grid: GridSpec, results_root: Path, jobs: int = 1, retry_failed: bool = True,
+                  processes: int = 1) -> Executor:
     """The executor for --executor auto|local|slurm, made for one grid and results folder.
 
-    `jobs` (runs at once in worker processes) is the local executor's; the SLURM executor takes its
-    settings from the grid's `slurm:` section.
+    `jobs` (runs at once in worker processes) and `processes` (devices per run, --devices) are the local
+    executor's; the SLURM executor takes its settings from the grid's `slurm:` section.
     """
     name, why = choose_executor(wanted)
+    if name == "slurm" and processes > 1:
+        raise ExecutorError(f"--devices {processes} is for the local executor; on SLURM ({why}) a run's devices are "
+                            "its tasks: set slurm.gpus_per_node (one task per GPU) and slurm.nodes in the grid, "
+                            "e.g. --set slurm.gpus_per_node=4, or run with --executor local")
     if name == "slurm":
         from ablate.execute.slurm import SlurmExecutor
 
@@ -67,7 +72,7 @@ def make_executor(wanted: str, grid: GridSpec, results_root: Path, jobs: int = 1
                              retry_failed=retry_failed)
     from ablate.execute.local import LocalExecutor
 
-    return LocalExecutor(grid.name, results_root, jobs=jobs, retry_failed=retry_failed)
+    return LocalExecutor(grid.name, results_root, jobs=jobs, retry_failed=retry_failed, processes=processes)
 
 
 def look(planned: list[PlannedRun], grid: str, results_root: Path) -> list[RunView]:

@@ -101,6 +101,15 @@ class Executor(ABC):
         """Wait until every started run has a result; `say` gets the lasting lines (failures as found)."""
 
 
+def check_divisible(todo: list[PlannedRun], processes: int, where: str) -> None:
+    """ExecutorError naming the first run whose global batch (train.batch_size) the processes cannot share
+    equally: every rank takes the same number of rows of each batch (ablate.distributed.rank_slice)."""
+    for run in todo:
+        if run.spec.train.batch_size % processes:
+            raise ExecutorError(f"run {run.run_id}: train.batch_size {run.spec.train.batch_size} is not divisible by the "
+                                f"{processes} processes of {where}; choose a batch size divisible by {processes}")
+
+
 # ------------------------------------------------------------------------------- reporting a run
 
 

@@ -237,26 +237,45 @@ def release(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def run_claimed(run: PlannedRun, grid: str, results_root: Path, retry_failed: bool = True,
-                progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
-    """Train `run` unless it is done or another process holds it; None when it was not ours to run.
+# What trains a claimed run and writes its result: `ablate.run.run_and_store`'s signature (spec, grid, run id,
+# run folder, axes, progress); the local executor's `--devices N` passes one that trains on N processes.
+Runner = Callable[..., dict[str, Any]]
+
+
+@contextmanager
+def claimed(run: PlannedRun, grid: str, results_root: Path, retry_failed: bool = True) -> Iterator[Path | None]:
+    """The run's folder while this process holds the run's lock (heartbeat included); None when the run is
+    done or another process holds it.
 
     The completion check is repeated after taking the lock: another process may have finished the
     run between our planning and our claim, and a completed run must never be trained again.
     """
     from ablate.methods.train import CHECKPOINT_FILE
-    from ablate.run import run_and_store  # the run stage sits below execute
 
     folder = run_dir(results_root, grid, run.run_id)
     lock = folder / LOCK_FILE
     if not try_lock(lock):
-        return None
+        yield None
+        return
     try:
         state = run_state(folder)
         if state == "completed" or (state == "failed" and not retry_failed):
-            return None
+            yield None
+            return
         remove_orphan_temps(folder, (RESULT_FILE, CHECKPOINT_FILE))  # left by a holder killed mid-write
         with heartbeat(lock):
-            return run_and_store(run.spec, grid, run.run_id, folder, run.axes, progress)
+            yield folder
     finally:
         release(lock)
+
+
+def run_claimed(run: PlannedRun, grid: str, results_root: Path, retry_failed: bool = True,
+                progress: Callable[[dict[str, Any]], None] | None = None, runner: Runner | None = None) -> dict[str, Any] | None:
+    """Train `run` unless it is done or another process holds it; None when it was not ours to run.
+    `runner` trains it and writes its result (default `ablate.run.run_and_store`)."""
+    from ablate.run import run_and_store  # the run stage sits below execute
+
+    with claimed(run, grid, results_root, retry_failed) as folder:
+        if folder is None:
+            return None
+        return (runner or run_and_store)(run.spec, grid, run.run_id, folder, run.axes, progress)

@@ -14,7 +14,7 @@ from submitit.slurm import slurm as submitit_slurm
 
 from ablate.config import SlurmSpec, load_grid
 from ablate import execute
-from ablate.execute import base
+from ablate.execute import ExecutorError, base
 from ablate.execute.slurm import follow, queries, submit
 from ablate.execute.slurm import job as slurm_job
 from ablate.execute.claim import LOCK_FILE
@@ -52,7 +52,35 @@ def test_every_field_maps_to_its_submitit_parameter():
         "slurm_partition": "gpu", "slurm_account": "lab", "slurm_qos": "high", "gpus_per_node": 4,
         "cpus_per_task": 10, "mem_gb": 64, "timeout_min": 240, "slurm_array_parallelism": 16,
         "slurm_constraint": "a100", "slurm_additional_parameters": {"exclude": "n7"}, "slurm_signal_delay_s": 90,
+        "tasks_per_node": 4, "slurm_srun_args": ["--kill-on-bad-exit=1"],  # one task (rank) per GPU
     }
+
+
+@pytest.mark.parametrize("fields, gpus, processes, task_params", [
+    ({}, 0, 1, {}),
+    ({}, 1, 1, {}),  # one GPU (resolved from the partition): one task
+    ({"gpus_per_node": 8}, 8, 8, {"tasks_per_node": 8}),
+    ({"gpus_per_node": 4, "nodes": 2}, 4, 8, {"nodes": 2, "tasks_per_node": 4}),
+    ({"gpus_per_node": 0, "tasks_per_node": 2}, 0, 2, {"tasks_per_node": 2}),  # ranks on the CPU
+    ({"gpus_per_node": 4, "tasks_per_node": 1}, 4, 1, {}),  # asked for: one process beside four GPUs
+])
+def test_a_run_has_one_task_per_gpu_on_every_node(fields, gpus, processes, task_params):
+    """`gpus`: the GPUs per node once resolved (as given, else from the partition)."""
+    spec = SlurmSpec(**fields)
+    params = submit.executor_parameters(spec, gpus=gpus)
+    assert submit.processes_per_run(spec, gpus) == processes
+    assert {key: params[key] for key in ("nodes", "tasks_per_node") if key in params} == task_params
+    assert params.get("slurm_srun_args") == (["--kill-on-bad-exit=1"] if processes > 1 else None)
+
+
+def test_a_batch_the_tasks_cannot_share_is_refused_before_submission(planned, tmp_path, monkeypatch):
+    monkeypatch.setattr(submit, "max_array_size", lambda: 1000)
+    sbatch_calls = []
+    monkeypatch.setattr(submit.submitit, "AutoExecutor", lambda **kwargs: sbatch_calls.append(kwargs))
+    batch = planned[0].spec.train.batch_size
+    with pytest.raises(ExecutorError, match=f"train.batch_size {batch} is not divisible by the 3 processes of each SLURM job"):
+        submit.submit_runs(planned, "g", tmp_path, SlurmSpec(gpus_per_node=0, tasks_per_node=3))
+    assert sbatch_calls == [] and not (tmp_path / "g").exists()
 
 
 def test_unset_fields_are_omitted():
