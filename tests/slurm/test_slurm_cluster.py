@@ -271,3 +271,95 @@ def test_a_preempted_job_is_requeued_by_slurm_and_resumes_from_its_checkpoint(tm
     assert f"requeued {run.run_id}" in out and "SlurmJobLost" not in out
     say(f"preempted job {job_id} by job {preemptor} in partition {high} (sacct: {' -> '.join(states)}); run {run.run_id} "
         f"finished from its checkpoint at epoch {result['resumed_from_epoch']:.2f} of 150, {time.monotonic() - preempted:.0f}s later")
+
+
+# ------------------------------------------------------------------------- one run across several tasks
+
+
+def task_processes(job_name: str, rank: int) -> list[int]:
+    """Pids of the job's Python processes that run task (rank) `rank`, found through their environment."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = dict(item.split("=", 1) for item in (proc / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in item)
+            command = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if environ.get("SLURM_JOB_NAME") == job_name and environ.get("SLURM_PROCID") == str(rank) and "submitit" in command:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_run_on_two_tasks_completes_with_one_result(tmp_path, say):
+    grid, planned = write_grid(tmp_path, "tasks", "  seed: [0]")
+    (run,) = planned
+    started = time.monotonic()
+    done = ablate(tmp_path, "run", grid.name, "--executor", "slurm", "--set", "slurm.tasks_per_node=2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 runs: 1 completed now" in done.stdout
+
+    folder = tmp_path / "results" / "tasks" / run.run_id
+    result = results_of(tmp_path, "tasks")[run.run_id]
+    assert result["status"] == "completed" and result["processes"] == 2
+    assert len(result["curves"]["epoch_loss"]) == 1 and 0.0 <= result["metrics"]["linear_top1"] <= 100.0
+    assert sorted(path.name for path in folder.iterdir() if not path.name.startswith(".")) == [
+        "result.json", "slurm.log", "slurm_job.json"]  # one result, no checkpoint, no rank records
+    job = job_of(tmp_path, "tasks", run.run_id)
+    logs = {rank: Path(job["log"].replace("_0_log.out", f"_{rank}_log.out")).read_text() for rank in (0, 1)}
+    assert "rank 0 of 2 on cpu" in logs[0] and f"run {run.run_id}: completed on 2 processes" in logs[0]
+    assert "rank 1 of 2 on cpu" in logs[1] and "completed on 2 processes" not in logs[1]  # rank 0 alone stores it
+    say(f"run {run.run_id} trained on 2 SLURM tasks of job {job['job_id']} (gloo) and stored one result in "
+        f"{time.monotonic() - started:.0f}s; linear top-1 {result['metrics']['linear_top1']:.1f}")
+
+
+def test_a_task_killed_mid_run_ends_the_run_failed_naming_it(tmp_path, say):
+    grid, planned = write_grid(tmp_path, "taskkill", "  train.epochs: [400]")
+    (run,) = planned
+    follow = Background(tmp_path, "run", grid.name, "--executor", "slurm", "--set", "slurm.tasks_per_node=2")
+    folder = tmp_path / "results" / "taskkill" / run.run_id
+    wait_for(lambda: (folder / "checkpoint.pt").exists(), 120, "the two tasks to train and rank 0 to checkpoint")
+    (victim,) = wait_for(lambda: task_processes("ablate-taskkill", 1), 30, "rank 1's process")
+    os.kill(victim, 9)
+    killed = time.monotonic()
+    code, out, err = follow.wait(timeout=180)
+    ended = time.monotonic() - killed
+
+    assert code == 1, out + err
+    result = results_of(tmp_path, "taskkill")[run.run_id]
+    assert result["status"] == "failed" and result["error"]["type"] == "RanksFailed", result["error"]
+    message = result["error"]["message"]
+    assert message.startswith("training on 2 processes failed: rank 1 reported no error (killed, crashed or hung); "
+                              "rank 0 raised RuntimeError: "), message
+    assert f"failed {run.run_id}: RanksFailed: training on 2 processes failed: rank 1" in out
+    assert ended < 60, f"the run ended {ended:.0f}s after the kill"
+    job_id = job_of(tmp_path, "taskkill", run.run_id)["job_id"]
+    assert not task_processes("ablate-taskkill", 0), "rank 0's task is gone too: nothing left hanging"
+    say(f"killed rank 1 (pid {victim}) of job {job_id}: the run ended failed {ended:.0f}s later: '{message[:160]}'; "
+        f"sacct: {' -> '.join(state for _, state in sacct_records(job_id))}")
+
+
+def test_a_two_task_job_signalled_to_time_out_is_requeued_and_resumes_from_the_shared_checkpoint(tmp_path, say):
+    grid, planned = write_grid(tmp_path, "taskrequeue", "  train.epochs: [40]")
+    (run,) = planned
+    submit = ablate(tmp_path, "run", grid.name, "--executor", "slurm", "--no-wait", "--set", "slurm.tasks_per_node=2")
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    folder = tmp_path / "results" / "taskrequeue" / run.run_id
+    job_id = job_of(tmp_path, "taskrequeue", run.run_id)["job_id"]
+    log = folder / "slurm.log"
+    wait_for(lambda: (folder / "checkpoint.pt").exists() and log.exists() and "epoch 2 done" in log.read_text(), 120,
+             f"job {job_id} to train two epochs on its two tasks")
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)  # every task gets it; rank 0 requeues
+    signalled = time.monotonic()
+    follow = ablate(tmp_path, "run", grid.name, "--executor", "slurm", "--set", "slurm.tasks_per_node=2", timeout=240)
+    assert follow.returncode == 0, follow.stdout + follow.stderr
+
+    result = results_of(tmp_path, "taskrequeue")[run.run_id]
+    assert result["status"] == "completed" and result["processes"] == 2 and len(result["curves"]["epoch_loss"]) == 40
+    assert result["resumed_from_epoch"] is not None and 2 <= result["resumed_from_epoch"] < 40
+    text = log.read_text()
+    assert "requeueing, the next attempt resumes from" in text and "(restart 1)" in text
+    say(f"2-task job {job_id} signalled (USR2), requeued by rank 0, resumed by both tasks from the checkpoint at epoch "
+        f"{result['resumed_from_epoch']:.2f} of 40 and completed {time.monotonic() - signalled:.0f}s after the signal "
+        f"(sacct: {' -> '.join(state for _, state in sacct_records(job_id))})")

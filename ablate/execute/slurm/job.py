@@ -12,11 +12,12 @@ import json
 import os
 import socket
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import submitit
-from submitit.helpers import Checkpointable, DelayedSubmission
+from submitit.helpers import Checkpointable, DelayedSubmission, TorchDistributedEnvironment
 
 from ablate.execute import claim
 from ablate.execute.claim import LOCK_FILE, STALE_AFTER_SECONDS, run_claimed
@@ -51,6 +52,8 @@ class SlurmRun(Checkpointable):
         return run_dir(Path(self.results_root), self.grid, self.run_id)
 
     def __call__(self) -> dict[str, Any]:
+        if task_count() > 1:
+            return self.call_on_tasks()
         folder = self.folder()
         job_id = current_job_id()
         _log(f"run {self.run_id} of grid {self.grid} in SLURM job {job_id} (restart {restart_count()}) on {socket.gethostname()}")
@@ -79,6 +82,77 @@ class SlurmRun(Checkpointable):
             _log(f"run {self.run_id} is held by another process ({folder / LOCK_FILE}); waiting for it")
             time.sleep(10)
 
+    def call_on_tasks(self) -> dict[str, Any]:
+        """One run across the job's tasks (slurm.nodes × tasks per node), one rank each (`ablate.distributed`).
+
+        Rank 0 claims the run (the lock, the completion re-check, as one task would) and tells the others
+        whether to train; every rank trains; rank 0 evaluates and writes result.json. A failed run makes rank 0
+        exit non-zero too, so that srun (--kill-on-bad-exit) ends a rank still waiting on a hung peer. At a
+        time-out or preemption signal submitit has rank 0 requeue the job; every rank of the next attempt
+        resumes from the run's one checkpoint.pt, which rank 0 alone writes.
+        """
+        import torch
+
+        from ablate import distributed
+        from ablate.launch import clear_records
+        from ablate.run import execute_run, placed_on, run_and_store
+
+        device = _task_device()
+        _use_allocated_cpus()
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        distributed.init(device=device)
+        rank, world = distributed.rank(), distributed.world_size()
+        folder = self.folder()
+        job_id = current_job_id()
+        _log(f"run {self.run_id} of grid {self.grid} in SLURM job {job_id} (restart {restart_count()}) on "
+             f"{socket.gethostname()}: rank {rank} of {world} on {device}")
+        with ExitStack() as held:
+            train_it = torch.zeros(1, device=device)
+            if rank == 0:
+                _break_lock_of_earlier_attempt(folder, job_id)
+                _record_attempt(folder, job_id)
+                if self._claim(held):
+                    clear_records(folder)  # an earlier attempt's records say nothing about this one
+                    train_it += 1
+            torch.distributed.broadcast(train_it, src=0)
+            if not train_it.item():
+                distributed.leave()
+                _log(f"run {self.run_id}: already completed; nothing to do")
+                return {"run_id": self.run_id, "status": "completed"}
+            with placed_on(str(device)):
+                if rank != 0:  # trains with the others; an error is recorded for rank 0 and ends this task
+                    execute_run(self.planned().spec, folder, device=device, logs=())
+                    return {"run_id": self.run_id, "status": "trained", "rank": rank}
+                planned = self.planned()
+                with logging_to(getattr(self, "logs", ())):
+                    result = run_and_store(planned.spec, self.grid, self.run_id, folder, planned.axes, _log_epoch)
+        _log(f"run {self.run_id}: {result['status']} on {world} processes")
+        if result["status"] != "completed":
+            raise RuntimeError(f"run {self.run_id} failed: {result['error']['message']}")
+        return {"run_id": self.run_id, "status": result["status"]}
+
+    def _claim(self, held: ExitStack) -> bool:
+        """Rank 0: take the run's lock for the rest of `held` (waiting, as one task does, while another process
+        holds it); False when the run is already completed."""
+        folder = self.folder()
+        deadline = time.time() + STALE_AFTER_SECONDS + 60
+        while True:
+            with ExitStack() as attempt:
+                if attempt.enter_context(claim.claimed(self.planned(), self.grid, Path(self.results_root))) is not None:
+                    held.enter_context(attempt.pop_all())  # the lock (and its heartbeat) now lasts as long as `held`
+                    return True
+            try:
+                existing = read_result(folder)
+            except CorruptResult:
+                existing = None
+            if existing is not None and existing["status"] == "completed":
+                return False
+            if time.time() > deadline:
+                raise RuntimeError(f"run {self.run_id} stayed locked by another process ({folder / LOCK_FILE}); "
+                                   "it is trained elsewhere, or remove the lock file if nothing runs it")
+            _log(f"run {self.run_id} is held by another process ({folder / LOCK_FILE}); waiting for it")
+            time.sleep(10)
+
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         _log(f"run {self.run_id}: time-out or preemption signal; requeueing, the next attempt resumes from "
              f"{self.folder() / 'checkpoint.pt'}")
@@ -94,6 +168,29 @@ def current_job_id() -> str:
         return submitit.JobEnvironment().job_id
     except (RuntimeError, KeyError):  # not in a job submitit started / its id variable is missing
         return ""
+
+
+def task_count() -> int:
+    """The job's tasks (training processes of its one run): 1 outside a submitit job."""
+    try:
+        return submitit.JobEnvironment().num_tasks
+    except (RuntimeError, KeyError):
+        return 1
+
+
+def _task_device() -> Any:
+    """This task's device: the GPU of its local rank among those the node shows it, else the CPU (also where
+    ABLATE_DEVICE=cpu). CUDA_VISIBLE_DEVICES is left as SLURM set it (submitit's own export would narrow it
+    to the local rank's index, wrong where SLURM already gave each task its own GPU)."""
+    import torch
+
+    from ablate.settings import load_settings
+
+    if load_settings().device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    device = torch.device("cuda", submitit.JobEnvironment().local_rank % torch.cuda.device_count())
+    torch.cuda.set_device(device)
+    return device
 
 
 def restart_count() -> str:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import submitit
 
 from ablate.config import SlurmSpec
-from ablate.execute.base import ExecutorError
+from ablate.execute.base import ExecutorError, check_divisible
 from ablate.execute.slurm.follow import JOB_FILE, LOG_LINK
 from ablate.execute.slurm.job import SlurmRun
 from ablate.execute.slurm.queries import max_array_size, partition_has_gpus
@@ -62,10 +62,29 @@ def executor_parameters(spec: SlurmSpec, gpus: int | None = None) -> dict[str, A
     gpus = spec.gpus_per_node if spec.gpus_per_node is not None else gpus
     if gpus:
         params["gpus_per_node"] = gpus
+    tasks = tasks_per_node(spec, gpus or 0)
+    if spec.nodes > 1:
+        params["nodes"] = spec.nodes
+    if tasks > 1:
+        params["tasks_per_node"] = tasks
+    if spec.nodes * tasks > 1:
+        # One run across the tasks: when one task dies, srun ends the others at once (a failed rank 0 exits
+        # non-zero for the same reason), so a rank left waiting on a dead peer never holds the job.
+        params["slurm_srun_args"] = ["--kill-on-bad-exit=1"]
     extra = {key: value for key, value in spec.additional_parameters.items() if value is not False}
     if extra:
         params["slurm_additional_parameters"] = extra
     return params
+
+
+def tasks_per_node(spec: SlurmSpec, gpus: int) -> int:
+    """Training processes per node: as given, else one per GPU of the node (`gpus`, resolved), else one."""
+    return spec.tasks_per_node if spec.tasks_per_node is not None else max(1, gpus)
+
+
+def processes_per_run(spec: SlurmSpec, gpus: int) -> int:
+    """A run's training processes (its tasks) on SLURM: nodes × tasks per node."""
+    return spec.nodes * tasks_per_node(spec, gpus)
 
 
 def resolve_gpus(spec: SlurmSpec) -> int:
@@ -102,12 +121,15 @@ def submit_runs(todo: list[PlannedRun], grid: str, results_root: Path, spec: Slu
 
     Each job carries the live logs chosen for the runs (`ablate.log.chosen_logs`): they are not part of the spec.
     """
+    gpus = resolve_gpus(spec)
+    processes = processes_per_run(spec, gpus)
+    if processes > 1:  # before anything is submitted or written
+        check_divisible(todo, processes, f"each SLURM job (slurm.nodes × tasks per node = {processes})")
     results_root = Path(results_root).absolute()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = grid_dir(results_root, grid) / SUBMISSIONS / f"{stamp}-{os.getpid()}"
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=spec.max_requeues)
-    executor.update_parameters(name=f"ablate-{grid}", slurm_stderr_to_stdout=True,
-                               **executor_parameters(spec, resolve_gpus(spec)))
+    executor.update_parameters(name=f"ablate-{grid}", slurm_stderr_to_stdout=True, **executor_parameters(spec, gpus))
     submitted: list[Submitted] = []
     for chunk in split_arrays(todo, array_size or max_array_size()):
         moved = set_aside_failed(chunk, grid, results_root)  # retried runs: wait for the new result
