@@ -170,6 +170,7 @@ def _rank_main(rank: int, world: int, port: int, device: str, work: Callable[...
     from ablate import distributed
 
     on = torch.device(device)
+    os.environ.update(LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))  # as torchrun sets them (stream workers read it)
     if on.type == "cuda":
         torch.cuda.set_device(on)
     else:  # the CPU's cores are shared by the ranks

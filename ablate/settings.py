@@ -18,7 +18,7 @@ imports torch: checking whether a named CUDA device exists is left to the code t
 | ABLATE_KEEP_FREED_MEMORY | `0`: leave glibc's allocator as it is on CPU runs (`ablate.cpu_memory`) | `1` |
 | ABLATE_MONITOR_EVERY | epochs between online kNN measurements (`ablate.evaluate.monitor`); `0`: off | `auto` |
 | ABLATE_STREAM_BUDGET_GB | decoded size (GB) above which an image folder streams under `dataset.stream: auto` (`ablate.data.stream`) | half the available memory |
-| ABLATE_STREAM_WORKERS | DataLoader worker processes of a streamed folder; `0`: read in the training process | one per core (at most 16) |
+| ABLATE_STREAM_WORKERS | DataLoader worker processes of a streamed folder; `0`: read in the training process | one per core (at most 16), shared by a run's ranks on the machine |
 | ABLATE_STREAM_GPU_DECODE | `1`: a streamed folder's JPEGs decoded by nvJPEG on the run's CUDA device (`ablate.data.stream`) | `0` |
 | ABLATE_DIST_TIMEOUT_S | seconds a rank of a run on several processes waits in a collective for the others before the run fails (`ablate.distributed`) | 600 |
 """

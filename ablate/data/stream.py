@@ -201,12 +201,15 @@ def host_available_bytes() -> int:
 
 
 def stream_workers() -> int:
-    """DataLoader worker processes: ABLATE_STREAM_WORKERS, else one per core this process may use (at most 16)."""
+    """DataLoader worker processes: ABLATE_STREAM_WORKERS, else one per core this process may use (at most 16),
+    shared by the ranks of a run on this machine (LOCAL_WORLD_SIZE, set for each rank by ablate.launch and by
+    submitit on SLURM): W ranks of a machine together start about as many workers as it has cores."""
     chosen = load_settings().stream_workers
     if chosen is not None:
         return chosen
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(MAX_WORKERS, cores))
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(MAX_WORKERS, cores // max(1, local_ranks)))
 
 
 # ------------------------------------------------------------------------------- splits of files

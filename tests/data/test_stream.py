@@ -341,3 +341,16 @@ def test_gpu_decoding_matches_the_cpu_workers(imagenet_root: Path) -> None:
     for (gpu_images, gpu_labels), (cpu_images, cpu_labels) in zip(on_gpu, on_cpu, strict=True):
         assert gpu_images.device.type == "cuda" and torch.equal(gpu_labels, cpu_labels)
         assert mean_abs(gpu_images.cpu(), cpu_images.cpu()) < 3.0  # nvJPEG's IDCT and upsampling differ by rounding
+
+
+def test_the_ranks_of_a_machine_share_its_cores_for_workers(monkeypatch):
+    monkeypatch.delenv("ABLATE_STREAM_WORKERS", raising=False)
+    monkeypatch.setattr(stream.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert stream.stream_workers() == 8  # one process: a worker per core
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert stream.stream_workers() == 4  # two ranks here: 4 each, 8 in all
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert stream.stream_workers() == 1  # never none
+    monkeypatch.setenv("ABLATE_STREAM_WORKERS", "3")
+    assert stream.stream_workers() == 3  # asked for: as asked, on every rank
