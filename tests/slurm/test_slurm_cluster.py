@@ -9,6 +9,7 @@ saw (submitted, requeued, failed-and-reported, resubmission skipped) past pytest
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -335,7 +336,7 @@ def test_a_task_killed_mid_run_ends_the_run_failed_naming_it(tmp_path, say):
     assert f"failed {run.run_id}: RanksFailed: training on 2 processes failed: rank 1" in out
     assert ended < 60, f"the run ended {ended:.0f}s after the kill"
     job_id = job_of(tmp_path, "taskkill", run.run_id)["job_id"]
-    assert not task_processes("ablate-taskkill", 0), "rank 0's task is gone too: nothing left hanging"
+    wait_for(lambda: not task_processes("ablate-taskkill", 0), 60, "rank 0's task to end too: nothing left hanging")
     say(f"killed rank 1 (pid {victim}) of job {job_id}: the run ended failed {ended:.0f}s later: '{message[:160]}'; "
         f"sacct: {' -> '.join(state for _, state in sacct_records(job_id))}")
 
@@ -363,3 +364,31 @@ def test_a_two_task_job_signalled_to_time_out_is_requeued_and_resumes_from_the_s
     say(f"2-task job {job_id} signalled (USR2), requeued by rank 0, resumed by both tasks from the checkpoint at epoch "
         f"{result['resumed_from_epoch']:.2f} of 40 and completed {time.monotonic() - signalled:.0f}s after the signal "
         f"(sacct: {' -> '.join(state for _, state in sacct_records(job_id))})")
+
+
+def test_a_hung_task_ends_the_run_failed_within_the_collective_timeout(tmp_path, say, monkeypatch):
+    """Rank 1 stopped (SIGSTOP: alive, silent, as a rank stuck in a driver call): rank 0 waits in its collective
+    for ABLATE_DIST_TIMEOUT_S (the job inherits the submitter's environment), writes the failed result and exits
+    non-zero, and srun ends the stopped task with the job."""
+    monkeypatch.setenv("ABLATE_DIST_TIMEOUT_S", "5")
+    grid, planned = write_grid(tmp_path, "taskhang", "  train.epochs: [400]")
+    (run,) = planned
+    follow = Background(tmp_path, "run", grid.name, "--executor", "slurm", "--set", "slurm.tasks_per_node=2")
+    folder = tmp_path / "results" / "taskhang" / run.run_id
+    wait_for(lambda: (folder / "checkpoint.pt").exists(), 120, "the two tasks to train and rank 0 to checkpoint")
+    (victim,) = wait_for(lambda: task_processes("ablate-taskhang", 1), 30, "rank 1's process")
+    os.kill(victim, signal.SIGSTOP)
+    stopped = time.monotonic()
+    code, out, err = follow.wait(timeout=180)
+    ended = time.monotonic() - stopped
+
+    assert code == 1, out + err
+    result = results_of(tmp_path, "taskhang")[run.run_id]
+    message = result["error"]["message"]
+    assert message.startswith("training on 2 processes failed: rank 1 reported no error (killed, crashed or hung); "
+                              "rank 0 raised RuntimeError: "), message
+    assert "timed out" in message.lower(), message
+    assert 5 <= ended < 60, f"the run ended {ended:.0f}s after rank 1 stopped"
+    # srun ends the stopped task once rank 0 exits non-zero (SIGTERM, then SIGKILL after the node's KillWait)
+    wait_for(lambda: not task_processes("ablate-taskhang", 1), 60, "the stopped task to be ended with its job")
+    say(f"stopped rank 1 (pid {victim}, SIGSTOP): the run ended failed {ended:.0f}s later (timeout 5 s): '{message[:170]}'")
