@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context, set_start_method
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,10 @@ def _rank_main(rank: int, world: int, port: int, device: str, work: Callable[...
 
     on = torch.device(device)
     os.environ.update(LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))  # as torchrun sets them (stream workers read it)
+    # A spawned process inherits "spawn" as its start method; its DataLoader workers (streamed folders) would each
+    # import torch again at every loader's start. They touch no CUDA and no process group: the platform's default
+    # (fork on Linux), as in a process torchrun or srun starts.
+    set_start_method(get_all_start_methods()[0], force=True)
     if on.type == "cuda":
         torch.cuda.set_device(on)
     else:  # the CPU's cores are shared by the ranks

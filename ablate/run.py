@@ -353,6 +353,8 @@ def execute_run(
         distributed.leave()
         if not main:
             return {}
+        if device.type == "cpu":  # the ranks shared the cores (ablate.launch); the others are done now
+            torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
     clock = time.perf_counter()
     evaluation = evaluate(model, data, spec, settings)
