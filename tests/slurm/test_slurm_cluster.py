@@ -315,15 +315,21 @@ def test_a_run_on_two_tasks_completes_with_one_result(tmp_path, say):
         f"{time.monotonic() - started:.0f}s; linear top-1 {result['metrics']['linear_top1']:.1f}")
 
 
-def test_a_task_killed_mid_run_ends_the_run_failed_naming_it(tmp_path, say):
-    grid, planned = write_grid(tmp_path, "taskkill", "  train.epochs: [400]")
+def signal_rank_one_mid_run(tmp_path: Path, name: str, signal_number: int) -> tuple[Background, object, float]:
+    """Start a long run on 2 tasks, wait until it trains, send rank 1's process `signal_number`; return the
+    following `ablate run`, the run and when the signal was sent."""
+    grid, planned = write_grid(tmp_path, name, "  train.epochs: [400]")
     (run,) = planned
     follow = Background(tmp_path, "run", grid.name, "--executor", "slurm", "--set", "slurm.tasks_per_node=2")
-    folder = tmp_path / "results" / "taskkill" / run.run_id
+    folder = tmp_path / "results" / name / run.run_id
     wait_for(lambda: (folder / "checkpoint.pt").exists(), 120, "the two tasks to train and rank 0 to checkpoint")
-    (victim,) = wait_for(lambda: task_processes("ablate-taskkill", 1), 30, "rank 1's process")
-    os.kill(victim, 9)
-    killed = time.monotonic()
+    (victim,) = wait_for(lambda: task_processes(f"ablate-{name}", 1), 30, "rank 1's process")
+    os.kill(victim, signal_number)
+    return follow, run, time.monotonic()
+
+
+def test_a_task_killed_mid_run_ends_the_run_failed_naming_it(tmp_path, say):
+    follow, run, killed = signal_rank_one_mid_run(tmp_path, "taskkill", signal.SIGKILL)
     code, out, err = follow.wait(timeout=180)
     ended = time.monotonic() - killed
 
@@ -337,7 +343,7 @@ def test_a_task_killed_mid_run_ends_the_run_failed_naming_it(tmp_path, say):
     assert ended < 60, f"the run ended {ended:.0f}s after the kill"
     job_id = job_of(tmp_path, "taskkill", run.run_id)["job_id"]
     wait_for(lambda: not task_processes("ablate-taskkill", 0), 60, "rank 0's task to end too: nothing left hanging")
-    say(f"killed rank 1 (pid {victim}) of job {job_id}: the run ended failed {ended:.0f}s later: '{message[:160]}'; "
+    say(f"killed rank 1 of job {job_id}: the run ended failed {ended:.0f}s later: '{message[:160]}'; "
         f"sacct: {' -> '.join(state for _, state in sacct_records(job_id))}")
 
 
@@ -371,14 +377,7 @@ def test_a_hung_task_ends_the_run_failed_within_the_collective_timeout(tmp_path,
     for ABLATE_DIST_TIMEOUT_S (the job inherits the submitter's environment), writes the failed result and exits
     non-zero, and srun ends the stopped task with the job."""
     monkeypatch.setenv("ABLATE_DIST_TIMEOUT_S", "5")
-    grid, planned = write_grid(tmp_path, "taskhang", "  train.epochs: [400]")
-    (run,) = planned
-    follow = Background(tmp_path, "run", grid.name, "--executor", "slurm", "--set", "slurm.tasks_per_node=2")
-    folder = tmp_path / "results" / "taskhang" / run.run_id
-    wait_for(lambda: (folder / "checkpoint.pt").exists(), 120, "the two tasks to train and rank 0 to checkpoint")
-    (victim,) = wait_for(lambda: task_processes("ablate-taskhang", 1), 30, "rank 1's process")
-    os.kill(victim, signal.SIGSTOP)
-    stopped = time.monotonic()
+    follow, run, stopped = signal_rank_one_mid_run(tmp_path, "taskhang", signal.SIGSTOP)
     code, out, err = follow.wait(timeout=180)
     ended = time.monotonic() - stopped
 
@@ -391,4 +390,4 @@ def test_a_hung_task_ends_the_run_failed_within_the_collective_timeout(tmp_path,
     assert 5 <= ended < 60, f"the run ended {ended:.0f}s after rank 1 stopped"
     # srun ends the stopped task once rank 0 exits non-zero (SIGTERM, then SIGKILL after the node's KillWait)
     wait_for(lambda: not task_processes("ablate-taskhang", 1), 60, "the stopped task to be ended with its job")
-    say(f"stopped rank 1 (pid {victim}, SIGSTOP): the run ended failed {ended:.0f}s later (timeout 5 s): '{message[:170]}'")
+    say(f"stopped rank 1 (SIGSTOP): the run ended failed {ended:.0f}s later (timeout 5 s): '{message[:170]}'")
