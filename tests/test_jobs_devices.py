@@ -150,6 +150,10 @@ def test_sharing_note_only_with_more_workers_than_gpus():
     assert sharing_note(2, ["cuda:0", "cuda:1"]) is None
     assert sharing_note(5, ["cuda:0", "cuda:1"]) == "ablate: 5 workers share 2 GPUs (cuda:0, cuda:1): up to 3 runs at once on one GPU"
     assert sharing_note(2, ["cuda:0"]) == "ablate: 2 workers share 1 GPU (cuda:0): up to 2 runs at once on one GPU"
+    four = ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    assert sharing_note(2, four, processes=2) is None  # --jobs 2 --devices 2: a GPU for each of the 4 processes
+    assert sharing_note(3, four, processes=2) == ("ablate: 3 workers of 2 processes each share 4 GPUs "
+                                                  "(cuda:0, cuda:1, cuda:2, cuda:3): up to 2 processes at once on one GPU")
 
 
 def test_one_job_or_no_gpu_places_nothing(monkeypatch):
