@@ -201,29 +201,37 @@ def launch(work: Callable[..., Any], devices: list[str], *args: Any) -> list[Ran
     context = get_context("spawn")  # no fork of a process holding CUDA or torch threads
     processes = [context.Process(target=_rank_main, args=(rank, world, port, devices[rank], work, args),
                                  name=f"ablate-rank-{rank}") for rank in range(world)]
-    for process in processes:
-        process.start()
-    deadline: float | None = None
     stopped: set[int] = set()
+    try:
+        for process in processes:
+            process.start()
+        stopped = _watch(processes)
+    finally:  # also on Ctrl-C or any error here: no rank outlives the launch
+        _stop([process for process in processes if process.pid is not None and process.exitcode is None])
+    for process in processes:
+        process.join()
+    return [RankExit(rank, None if rank in stopped else process.exitcode, rank in stopped)
+            for rank, process in enumerate(processes)]
+
+
+def _watch(processes: list[Any]) -> set[int]:
+    """Wait until every process has ended, stopping the rest once the grace after a failure, or after rank 0
+    ended well, has passed; the ranks that had to be stopped."""
+    deadline: float | None = None
     while True:
         running = [process for process in processes if process.exitcode is None]
         if not running:
-            break
+            return set()
         if deadline is None:
             if any(process.exitcode not in (None, 0) for process in processes):
                 deadline = time.monotonic() + FAILURE_GRACE_S
             elif processes[0].exitcode == 0:
                 deadline = time.monotonic() + AFTER_MAIN_GRACE_S
         if deadline is not None and time.monotonic() >= deadline:
-            stopped = {processes.index(process) for process in running}
             _stop(running)
-            break
+            return {processes.index(process) for process in running}
         timeout = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
         wait([process.sentinel for process in running], timeout=timeout)
-    for process in processes:
-        process.join()
-    return [RankExit(rank, None if rank in stopped else process.exitcode, rank in stopped)
-            for rank, process in enumerate(processes)]
 
 
 def _stop(processes: list[Any]) -> None:

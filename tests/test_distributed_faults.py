@@ -175,3 +175,53 @@ def test_devices_need_as_many_gpus_and_no_single_named_device(monkeypatch):
     monkeypatch.setattr(local, "visible_gpus", lambda: [])
     monkeypatch.delenv("ABLATE_DEVICE")
     assert local.worker_devices(jobs=1, processes=2) == []
+
+
+def children_of(pid: int) -> set[int]:
+    """Pids of the processes whose parent is `pid` (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):  # field 4, ppid
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has ended
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(tmp_path):
+    """Ctrl-C (SIGINT to `ablate run` alone, as a supervisor would send it): the launcher stops its ranks, the run
+    stays pending with rank 0's checkpoint, and running the command again finishes it from there."""
+    import subprocess
+    import sys
+
+    (tmp_path / "devices.yaml").write_text(GRID.replace("epochs: 2", "epochs: 300"))
+    command = [sys.executable, "-m", "ablate", "run", "devices.yaml", "--devices", "2", "--executor", "local", "--quiet"]
+    parent = subprocess.Popen(command, cwd=tmp_path, env=cpu_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "results" / "devices").glob("*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ranks = set()
+    for launcher in children_of(parent.pid):  # ablate run -> (multiprocessing helpers) and the two ranks
+        ranks |= children_of(launcher) | {launcher}
+    assert list((tmp_path / "results" / "devices").glob("*/checkpoint.pt")), "rank 0 wrote no checkpoint in time"
+    parent.send_signal(signal.SIGINT)
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode == 130, err
+    assert "interrupted; completed runs are kept" in err
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in ranks if alive(pid)], "a rank outlived the command"
+    (folder,) = (tmp_path / "results" / "devices").iterdir()
+    assert not (folder / "result.json").exists() and (folder / "checkpoint.pt").exists()
