@@ -201,7 +201,8 @@ def alive(pid: int) -> bool:
 @pytest.mark.slow
 def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(tmp_path):
     """Ctrl-C (SIGINT to `ablate run` alone, as a supervisor would send it): the launcher stops its ranks, the run
-    stays pending with rank 0's checkpoint, and running the command again finishes it from there."""
+    stays pending with rank 0's checkpoint for the next attempt to resume from (as tests/test_distributed.py
+    resumes one)."""
     import subprocess
     import sys
 
