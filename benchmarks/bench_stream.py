@@ -2,7 +2,7 @@
 
     python benchmarks/bench_stream.py [--folder /tmp/stream-bench/jpegs] [--images 5000] [--size 224]
                                       [--batch 256] [--workers 2] [--batches 8] [--repeats 3]
-                                      [--out benchmarks/results/stream-cpu-2core.md]
+                                      [--out benchmarks/results/stream-cpu-2core.md] [--gpu-decode]
 
 The folder is generated once (``--folder``; reused when it already holds ``--images`` files):
 ImageNet-like JPEGs, sides drawn uniformly in 400-500 px, quality 90, smooth colour fields with a
@@ -16,7 +16,9 @@ workers, over the same files in the same random order:
   the ImageNet recipe of the PyTorch examples and of most SimCLR reimplementations (float32 batches);
 * the same with ``PILToTensor`` (uint8 batches, as ablate's);
 * ablate (`ablate.data.stream.StreamedBatches`): one random resized crop per image from the
-  full-resolution file (the one_branch base crop, or the supervised view), uint8.
+  full-resolution file (the one_branch base crop, or the supervised view), uint8;
+* with ``--gpu-decode`` (CUDA): ablate's stream with the JPEGs decoded by nvJPEG on the GPU, the workers only
+  reading files and drawing crops; its batches are timed once they are on the GPU (the others stay on the CPU).
 
 Throughput is images per second over ``--batches`` batches after one untimed batch per worker, the pipelines
 timed round-robin ``--repeats`` times (a busy minute of a shared machine falls on all of them);
@@ -125,13 +127,16 @@ class TorchvisionPipeline:
 
 
 class AblatePipeline:
-    """ablate.data.stream.StreamedBatches with one crop per image (Crop(): SimCLR's scale and ratio, flip p = 0.5)."""
+    """ablate.data.stream.StreamedBatches with one crop per image (Crop(): SimCLR's scale and ratio, flip p = 0.5);
+    with `gpu_decode`, on CUDA: the workers read the files and draw the crops, nvJPEG decodes each batch on the GPU."""
 
-    def __init__(self, root: Path, order: torch.Tensor, size: int, batch: int, workers: int) -> None:
+    def __init__(self, root: Path, order: torch.Tensor, size: int, batch: int, workers: int, gpu_decode: bool = False) -> None:
         folder = ImageFolder(str(root))  # the same files and labels, listed the same way
         paths = tuple(os.path.relpath(path, root) for path, _ in folder.samples)
         files = ImageFiles(root, paths, torch.tensor(folder.targets), size)
-        self.stream = StreamedBatches(files, WorkerCrop(Crop(), 1), batch, seed=0, device=torch.device("cpu"), workers=workers)
+        device = torch.device("cuda" if gpu_decode else "cpu")
+        self.stream = StreamedBatches(files, WorkerCrop(Crop(), 1), batch, seed=0, device=device, workers=workers,
+                                      gpu_decode=gpu_decode)
         self.order, self.batch, self.epoch = order, batch, 0
 
     def batches(self, start: int):
@@ -189,6 +194,8 @@ def timed(pipeline, start: int, batches: int, batch: int, untimed: int) -> tuple
     for _ in range(batches):
         images = next(iterator)
         assert images.shape[0] == batch
+        if images.is_cuda:  # decoded on the GPU: the batch counts once it is there
+            torch.cuda.synchronize(images.device)
         main.append(resident_mib(os.getpid()))
         total.append(main[-1] + sum(resident_mib(pid) for pid in pipeline.workers))
     seconds = time.perf_counter() - clock
@@ -256,7 +263,7 @@ def crop_only(item: tuple[Path, object], image, size: int):
 def benchmark(args: argparse.Namespace) -> dict:
     paths = make_folder(args.folder, args.images)
     order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(0))
-    info = machine(torch.device("cpu"))
+    info = machine(torch.device("cuda" if args.gpu_decode else "cpu"))
     info["uptime load (1, 5, 15 min) at start"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     pipelines = {
         "torchvision ImageFolder + RandomResizedCrop + flip + ToTensor (float32)":
@@ -265,6 +272,9 @@ def benchmark(args: argparse.Namespace) -> dict:
             TorchvisionPipeline(args.folder, order, args.size, args.batch, args.workers, to_float=False),
         "ablate stream (one crop per image, uint8)": AblatePipeline(args.folder, order, args.size, args.batch, args.workers),
     }
+    if args.gpu_decode:
+        pipelines["ablate stream, JPEGs decoded by nvJPEG on the GPU (uint8, on the GPU)"] = AblatePipeline(
+            args.folder, order, args.size, args.batch, args.workers, gpu_decode=True)
     speed: dict[str, list[float]] = {name: [] for name in pipelines}
     cpu: dict[str, list[float]] = {name: [] for name in pipelines}
     memory: dict[str, dict[str, list[float]]] = {name: {"main": [], "total": []} for name in pipelines}
@@ -292,7 +302,8 @@ def markdown(results: dict) -> str:
         "# Streaming an image folder: ablate against torchvision's ImageFolder pipeline",
         "",
         f"`python benchmarks/bench_stream.py --images {args['images']} --size {args['size']} --batch {args['batch']} "
-        f"--workers {args['workers']} --batches {args['batches']} --repeats {args['repeats']}`: {args['images']} generated "
+        f"--workers {args['workers']} --batches {args['batches']} --repeats {args['repeats']}"
+        f"{' --gpu-decode' if args.get('gpu_decode') == 'True' else ''}`: {args['images']} generated "
         f"JPEGs (400-500 px sides, quality 90), {args['size']} px output, batch {args['batch']}, {args['workers']} "
         f"DataLoader workers each, {args['batches']} timed batches per repeat after one untimed per worker, {args['repeats']} repeats "
         "round-robin. Resident memory (VmRSS, MiB) read after every batch: the main process, and main + workers.",
@@ -335,7 +346,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--breakdown-images", type=int, default=200)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--gpu-decode", action="store_true",
+                        help="also ablate's stream with nvJPEG decoding on the CUDA device (ABLATE_STREAM_GPU_DECODE=1)")
     args = parser.parse_args()
+    if args.gpu_decode and not torch.cuda.is_available():
+        raise SystemExit("--gpu-decode needs a CUDA device")
     if args.images < args.batch * (args.batches + max(1, args.workers)):
         raise SystemExit(f"--images {args.images} is fewer than one repeat reads ({args.batch} x {args.batches + max(1, args.workers)})")
     results = benchmark(args)

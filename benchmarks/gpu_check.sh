@@ -9,6 +9,8 @@
 #      supervised, compile on)                                         -> $OUT/e2e-results.json
 #   5. if time is left: the train benchmark with the views made one step ahead on a side stream
 #                                                                      -> $OUT/train-h200-ahead.md
+#   6. if time is left: the streaming benchmark with nvJPEG decoding on the GPU beside the CPU pipelines
+#      (6,000 generated JPEGs, 224 px, batch 256, 8 workers)          -> $OUT/stream-h200.md
 # Every part has its own timeout; a failing part is reported and the next one still runs.
 # Everything printed also goes to $OUT/gpu_check.log.
 #
@@ -113,6 +115,17 @@ if [ "$DEVICE" = cuda ] && [ "$(elapsed)" -lt 270 ]; then
   part "bench train, views made ahead" 50 "$PY" benchmarks/bench_train.py --device cuda --ahead --out "$OUT/train-h200-ahead.md"
 else
   echo "=== skipping the views-ahead variant (device $DEVICE, $(elapsed) s used)"
+fi
+
+# Issue 15's GPU decoding: the batch's JPEGs decoded together by nvJPEG (ABLATE_STREAM_GPU_DECODE=1's path).
+if [ "$DEVICE" = cuda ] && [ "$(elapsed)" -lt 400 ]; then
+  part "bench stream, nvJPEG" 170 "$PY" benchmarks/bench_stream.py --folder /tmp/gpu_check_stream --images 6000 --size 224 \
+    --batch 256 --workers 8 --batches 8 --repeats 2 --gpu-decode --out "$OUT/stream-h200.md"
+elif [ "$DEVICE" = cpu ]; then
+  part "bench stream" 120 "$PY" benchmarks/bench_stream.py --folder /tmp/gpu_check_stream --images 200 --size 64 \
+    --batch 16 --workers 1 --batches 2 --repeats 1 --breakdown-images 10 --out "$OUT/stream-cpu-toy.md"
+else
+  echo "=== skipping the streaming benchmark ($(elapsed) s used)"
 fi
 
 echo
