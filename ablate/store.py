@@ -288,6 +288,7 @@ def result_row(result: Result | dict[str, Any]) -> dict[str, Any]:
     provenance = result.get("provenance") or {}
     row["device"] = provenance.get("device")
     row["color"] = provenance.get("color")  # eager / compiled (ABLATE_COMPILE_COLOR); absent in older results
+    row["processes"] = result.get("processes")  # training processes (ablate run --devices, SLURM tasks); absent: one
     return row
 
 

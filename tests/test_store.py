@@ -238,7 +238,8 @@ def test_a_row_holds_every_spec_field_by_its_dotted_path():
     written = {key: value for key, value in row.items() if key not in dict(store.added_field_defaults("byol"))}
     assert written == {"run_id": "r", "grid": None, "status": "completed", "ops": "crop+blur", "first_op": "crop",
                        "second_op": "blur", "error": None, "seed": 2, "augment.ops": "crop+blur", "method": "byol",
-                       "method.tau": 0.99, "device": None, "color": None}
+                       "method.tau": 0.99, "device": None, "color": None, "processes": None}
+    assert store.result_row({"run_id": "r", "status": "completed", "processes": 4})["processes"] == 4  # --devices 4
     assert list(row)[7:10] == ["seed", "augment.ops", "method"]  # top-level values first, then each section's
 
 

@@ -32,7 +32,7 @@ ALWAYS_POOLED = ("seed",)  # the axis that mean ± std is taken over
 MISSING = "—"
 COLLAPSE_NUMBERS = ("std_ratio", "embedding_std")  # drawable as metrics: collapse.std_ratio, collapse.embedding_std
 NOT_METRICS = {"run_id", "grid", "status", "error", "device", "ops", "first_op", "second_op", "collapsed", "plan_index",
-               "curves"}
+               "curves", "processes"}
 METRIC_LABELS = {"linear_top1": "linear top-1 (%)", "knn_top1": "kNN top-1 (%)", "linear_top5": "linear top-5 (%)"}
 
 
@@ -74,7 +74,20 @@ class GridFrame:
         compiled = self.compiled_color_runs()
         # Said only when it happened: compiled colour rounds differently (~1e-6), which changes a run's
         # numbers as a different device would, so a reader comparing reports should know.
-        return f"{text}; colour compiled (ABLATE_COMPILE_COLOR) in {compiled} runs" if compiled else text
+        if compiled:
+            text += f"; colour compiled (ABLATE_COMPILE_COLOR) in {compiled} runs"
+        # Likewise runs trained on several processes: the same maths, but each rank draws its own augmentations.
+        for processes, count in self.multi_process_runs():
+            text += f"; {count} run{'s' if count > 1 else ''} trained on {processes} processes"
+        return text
+
+    def multi_process_runs(self) -> list[tuple[int, int]]:
+        """(processes, runs) for the runs trained on more than one process, fewest processes first."""
+        if "processes" not in self.frame:
+            return []
+        ran = self.frame[self.frame["status"] != "missing"]
+        counts = Counter(int(n) for n in pd.to_numeric(ran["processes"], errors="coerce").dropna() if n > 1)
+        return sorted(counts.items())
 
     def compiled_color_runs(self) -> int:
         if "color" not in self.frame:

@@ -96,7 +96,7 @@ def runs_frame(grid: GridFrame) -> pd.DataFrame:
     """One row per completed or failed run, in the plan's order (then by run id): run_id, the run's spec (every
     field some run has a value for: the axes a report lays out or splits on, and the settings they share),
     seed, status, every metric and timing (the numbers a report can show), collapsed, where it ran
-    (device, colour path: the header's hardware) and its training curves (JSON). What the report's numbers are computed from, so that a
+    (device, colour path, training processes: the header's hardware) and its training curves (JSON). What the report's numbers are computed from, so that a
     reader can recompute them, and the committed reports can be checked against them."""
     frame = grid.frame[grid.frame["status"].isin(RUN_STATUSES)]
     frame = frame.sort_values(["plan_index", "run_id"], na_position="last", kind="stable")
@@ -104,7 +104,7 @@ def runs_frame(grid: GridFrame) -> pd.DataFrame:
     spec = sorted((c for c in has_value if is_spec_column(c) and c != "seed"), key=lambda c: (c != "method", c))
     metrics = [c for c in metric_columns(grid) if c in has_value]
     columns = ["run_id", *spec, *(["seed"] if "seed" in has_value else []), "status", *metrics, "collapsed"]
-    columns += [c for c in ("device", "color") if c in has_value]
+    columns += [c for c in ("device", "color", "processes") if c in has_value]
     frame = frame.reindex(columns=columns + (["curves"] if "curves" in has_value else []))
     if "curves" in frame:  # the training curves (curves report) as compact JSON, one object per run
         frame["curves"] = frame["curves"].map(lambda c: to_json(c).decode() if isinstance(c, dict) else None)

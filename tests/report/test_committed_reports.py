@@ -33,7 +33,7 @@ REPORTS = Path(__file__).resolve().parents[2] / "reports"
 COMMITTED = sorted(folder.name for folder in REPORTS.iterdir() if folder.is_dir()) if REPORTS.is_dir() else []
 TEXT_SUFFIXES = (".md", ".tex", ".csv", ".html")
 DATA_URI = re.compile(r'src="data:image/png;base64,[^"]*"')
-META = {"run_id", "seed", "status", "collapsed", "device", "color", "curves"}
+META = {"run_id", "seed", "status", "collapsed", "device", "color", "processes", "curves"}
 COLLAPSE_RATIO = 0.1  # ablate.evaluate.collapse's default threshold (that module loads torch; a report never reads it)
 
 
@@ -91,6 +91,8 @@ def result_of(run: dict[str, Any], grid: str, version: int) -> dict[str, Any]:
               "error": None if values["status"] == "completed" else {"type": "Error", "message": "", "traceback": ""}}
     if "curves" in values:
         result["curves"] = json.loads(values["curves"])
+    if "processes" in values:
+        result["processes"] = int(values["processes"])
     if "collapsed" in values:  # the record's numbers a report does not read are derived (dim) or the default (threshold)
         record = {k.removeprefix("collapse."): v for k, v in values.items() if k.startswith("collapse.")}
         dim = round((record["std_ratio"] / record["embedding_std"]) ** 2)  # std_ratio = embedding_std · √d
@@ -172,6 +174,7 @@ def synthetic_report(root: Path) -> Path:
                 collapsed = (method, ops, seed) == ("supervised", ["color", "blur"], 0)
                 value = 9.25 if collapsed else pair_value(ops[0], ops[-1], seed) + 0.1 * seed ** 2 * len(ops) + 1 / 3
                 results.append(with_collapse(make_result(spec, "syn", value, seconds=12.5 + seed), collapsed))
+                results[-1]["processes"] = 1 + seed  # seed 1's runs trained on 2 processes (ablate run --devices 2)
     write_results(root / "results", "syn", results)
     write_report(root / "results", "syn", root / "reports", "all", planned=plan)
     return root / "reports" / "syn"
@@ -183,8 +186,9 @@ def test_a_report_is_reproduced_from_its_runs_csv(tmp_path, version):
     runs = read_runs(folder / RUNS_FILE)
     assert len(runs) == 36 and (runs["status"] == "failed").sum() == 1
     assert list(runs.columns[:2]) == ["run_id", "method"] and runs["collapsed"].sum() == 1
-    assert {"seed", "status", "linear_top1", "knn_top1", "time.total", "collapsed", "device", "method.temperature"} <= set(
-        runs.columns)
+    assert {"seed", "status", "linear_top1", "knn_top1", "time.total", "collapsed", "device", "method.temperature",
+            "processes"} <= set(runs.columns)
+    assert (runs["processes"] == 2).sum() == 17  # seed 1's 18 runs less the failed one (which records none)
     check_reproduced(folder, tmp_path / "again", version)
 
 

@@ -370,3 +370,19 @@ def test_collapsed_cell_in_heatmap_files_and_older_results_unmarked(tmp_path):
     axes = draw_heatmap(pair_table_of(tmp_path / "old", "col"), "title", "header").axes[0]
     assert not [p for p in axes.patches if p.get_hatch()]  # the low cell is drawn as an ordinary cell
     assert axes.collections[0].norm.vmin == pytest.approx(statistics.mean(values))
+
+
+def test_the_header_says_when_runs_trained_on_several_processes(tmp_path):
+    """Runs of `ablate run --devices N` (result "processes") are counted in the header; one process says nothing."""
+    results = [make_result({"augment": {"ops": ["crop"]}, "seed": seed}, "ranks", 50.0 + seed) for seed in range(4)]
+    results[0]["processes"] = 2
+    results[1]["processes"] = 2
+    results[2]["processes"] = 8
+    results[3]["processes"] = 1
+    write_results(tmp_path, "ranks", results)
+    header = load_grid_frame(tmp_path, "ranks").header()
+    assert "cpu (test, 2 cores) × 4 runs; 2 runs trained on 2 processes; 1 run trained on 8 processes;" in header
+    for result in results[:3]:
+        result.pop("processes")  # written before ablate trained on several processes, or on one
+    write_results(tmp_path, "ranks", results[:3])
+    assert "processes" not in load_grid_frame(tmp_path, "ranks").header()
