@@ -391,3 +391,33 @@ def test_a_hung_task_ends_the_run_failed_within_the_collective_timeout(tmp_path,
     # srun ends the stopped task once rank 0 exits non-zero (SIGTERM, then SIGKILL after the node's KillWait)
     wait_for(lambda: not task_processes("ablate-taskhang", 1), 60, "the stopped task to be ended with its job")
     say(f"stopped rank 1 (SIGSTOP): the run ended failed {ended:.0f}s later (timeout 5 s): '{message[:170]}'")
+
+
+def test_a_preempted_two_task_job_resumes_from_the_shared_checkpoint(tmp_path, say):
+    """Preemption of a run on 2 tasks: SLURM kills both tasks (SIGTERM, ignored by submitit, then SIGKILL) and
+    requeues the job; rank 0 of the new attempt breaks its predecessor's lock and both ranks resume from the one
+    checkpoint."""
+    high = os.environ.get("ABLATE_SLURM_HIGH_PARTITION")
+    if not high:
+        pytest.skip("no preempting partition (ABLATE_SLURM_HIGH_PARTITION unset; .ci/slurm-up.sh sets it)")
+    grid, planned = write_grid(tmp_path, "taskpreempt", "  train.epochs: [80]")
+    (run,) = planned
+    follow = Background(tmp_path, "run", grid.name, "--executor", "slurm", "--set", "slurm.tasks_per_node=2")
+    folder = tmp_path / "results" / "taskpreempt" / run.run_id
+    log = folder / "slurm.log"
+    wait_for(lambda: log.exists() and "epoch 1 done" in log.read_text(), 120, "the run to train an epoch on 2 tasks")
+    job_id = job_of(tmp_path, "taskpreempt", run.run_id)["job_id"]
+    subprocess.run(["sbatch", "--parsable", "-p", high, "--exclusive", "-o", str(tmp_path / "high.out"), "--wrap", "sleep 1"],
+                   capture_output=True, text=True, timeout=30, check=True)
+    preempted = time.monotonic()
+    code, out, err = follow.wait(timeout=240)
+    assert code == 0, out + err
+
+    result = results_of(tmp_path, "taskpreempt")[run.run_id]
+    assert result["status"] == "completed" and result["processes"] == 2 and len(result["curves"]["epoch_loss"]) == 80
+    assert result["resumed_from_epoch"] is not None and result["resumed_from_epoch"] >= 1
+    states = [state for _, state in sacct_records(job_id)]
+    assert "PREEMPTED" in states or "REQUEUED" in states, states
+    assert "(restart 1)" in log.read_text()
+    say(f"preempted 2-task job {job_id} (sacct: {' -> '.join(states)}): both ranks resumed from the checkpoint at epoch "
+        f"{result['resumed_from_epoch']:.2f} of 80 and completed {time.monotonic() - preempted:.0f}s later")
