@@ -246,9 +246,11 @@ def train_distributed(spec: RunSpec, world: int, run_folder: Path, stop_after_st
     spawn(_train_rank, world, spec.model_dump_json(), str(run_folder), stop_after_steps, device=device)
 
 
-def run_rank(device: torch.device, spec_json: str, grid: str, run_id: str, run_folder: str, axes_json: str = "{}") -> None:
+def run_rank(device: torch.device, spec_json: str, grid: str, run_id: str, run_folder: str, axes_json: str = "{}",
+             logs: tuple[str, ...] = ()) -> None:
     """One rank's share of a whole run: every rank trains; rank 0 then evaluates alone and writes result.json
-    (completed, or failed naming every rank's error: `ablate.launch.failures_named` in `execute_run`)."""
+    (completed, or failed naming every rank's error: `ablate.launch.failures_named` in `execute_run`) and the
+    live `logs` (ablate.log kinds)."""
     import json
 
     from ablate.run import execute_run, placed_on, run_and_store
@@ -256,26 +258,26 @@ def run_rank(device: torch.device, spec_json: str, grid: str, run_id: str, run_f
     spec = RunSpec.model_validate_json(spec_json)
     with placed_on(str(device)):
         if is_main():
-            run_and_store(spec, grid, run_id, Path(run_folder), json.loads(axes_json), logs=())
+            run_and_store(spec, grid, run_id, Path(run_folder), json.loads(axes_json), logs=logs)
         else:  # trains, writes nothing but its error record
             execute_run(spec, Path(run_folder), device=device, logs=())
 
 
 def run_distributed(spec: RunSpec, world: int, grid: str, run_id: str, run_folder: Path, device: str = "cpu",
                     axes: dict[str, Any] | None = None, devices: list[str] | None = None,
-                    work: Callable[..., None] = run_rank) -> dict[str, Any]:
+                    work: Callable[..., None] = run_rank, logs: tuple[str, ...] = ()) -> dict[str, Any]:
     """The whole run of `spec` (train, evaluate, store) with training on `world` processes of this machine
     (rank r on devices[r]; default `local_devices`), as `ablate.run.run_and_store` does it on one; returns
     the result. Rank 0 writes result.json; when a rank fails, the result is the failed one naming how each
     rank ended, also when rank 0 itself died before it could write it (`settle_result`). `work` is each
-    rank's share (`run_rank`; tests wrap it to make a rank fail)."""
+    rank's share (`run_rank`; tests wrap it to make a rank fail); rank 0 writes the live `logs` (ablate.log)."""
     import json
 
     from ablate.launch import clear_records, launch
 
     devices = devices or local_devices(world, device)
     clear_records(run_folder)  # an earlier attempt's records say nothing about this one
-    exits = launch(work, devices, spec.model_dump_json(), grid, run_id, str(run_folder), json.dumps(axes or {}))
+    exits = launch(work, devices, spec.model_dump_json(), grid, run_id, str(run_folder), json.dumps(axes or {}), tuple(logs))
     return settle_result(spec, grid, run_id, Path(run_folder), axes or {}, exits)
 
 

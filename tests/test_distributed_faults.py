@@ -136,13 +136,16 @@ def cpu_env() -> dict[str, str]:
 @pytest.mark.slow
 def test_ablate_run_devices_trains_each_run_on_that_many_processes(tmp_path):
     (tmp_path / "devices.yaml").write_text(GRID)
-    done = run_ablate("run", "devices.yaml", "--devices", "2", "--executor", "local", "--quiet", cwd=tmp_path, env=cpu_env())
+    done = run_ablate("run", "devices.yaml", "--devices", "2", "--executor", "local", "--quiet", "--log", "tensorboard",
+                      cwd=tmp_path, env=cpu_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "each run trains on 2 processes on the CPU" in done.stdout
     (result_file,) = (tmp_path / "results" / "devices").glob("*/result.json")
     result = json.loads(result_file.read_text())
     assert result["status"] == "completed" and result["processes"] == 2
-    assert [path.name for path in result_file.parent.iterdir()] == ["result.json"]  # no checkpoint, no rank records left
+    # no checkpoint, no rank records left; rank 0 wrote the live log asked for
+    assert sorted(path.name for path in result_file.parent.iterdir()) == ["result.json", "tensorboard"]
+    assert list((result_file.parent / "tensorboard").glob("events.out.tfevents.*"))
     assert len(result["curves"]["epoch_loss"]) == 2 and 0.0 <= result["metrics"]["linear_top1"] <= 100.0
 
 

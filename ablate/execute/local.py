@@ -151,7 +151,8 @@ def runner_on(devices: list[str] | None) -> Runner | None:
     def on_devices(spec: Any, grid: str, run_id: str, folder: Path, axes: dict[str, Any], progress: Any) -> dict[str, Any]:
         from ablate.distributed import run_distributed
 
-        return run_distributed(spec, len(devices), grid, run_id, folder, axes=axes, devices=devices)
+        # The live logs chosen for this process (ablate run --log): the ranks are new processes and do not share it.
+        return run_distributed(spec, len(devices), grid, run_id, folder, axes=axes, devices=devices, logs=chosen_logs())
 
     return on_devices
 
