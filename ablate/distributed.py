@@ -44,6 +44,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -277,24 +278,28 @@ def run_distributed(spec: RunSpec, world: int, grid: str, run_id: str, run_folde
 
     devices = devices or local_devices(world, device)
     clear_records(run_folder)  # an earlier attempt's records say nothing about this one
+    started = time.time()
     exits = launch(work, devices, spec.model_dump_json(), grid, run_id, str(run_folder), json.dumps(axes or {}), tuple(logs))
-    return settle_result(spec, grid, run_id, Path(run_folder), axes or {}, exits)
+    return settle_result(spec, grid, run_id, Path(run_folder), axes or {}, exits, started)
 
 
-def settle_result(spec: RunSpec, grid: str, run_id: str, run_folder: Path, axes: dict[str, Any], exits: list) -> dict[str, Any]:
-    """The run's result once its processes have ended: rank 0's when every rank ended well or rank 0's is
-    completed (a completed result is never replaced); otherwise a failed result whose error names how each
-    rank ended (exit status, signal, hung) and what each raised, written over rank 0's failed one or in place
-    of the one it never wrote."""
+def settle_result(spec: RunSpec, grid: str, run_id: str, run_folder: Path, axes: dict[str, Any], exits: list,
+                  started: float) -> dict[str, Any]:
+    """The run's result once its processes (launched at `started`, time.time()) have ended: rank 0's when every
+    rank ended well or rank 0's is completed (a completed result is never replaced); otherwise a failed result
+    whose error names how each rank ended (exit status, signal, hung) and what each raised, written over rank 0's
+    failed one or in place of the one it never wrote (a failed result of an earlier attempt is not this one's)."""
     from ablate.launch import RanksFailed, describe_failure, failed_exits, read_records
     from ablate.run import failed_result
-    from ablate.store import CorruptResult, read_result, write_result
+    from ablate.store import RESULT_FILE, CorruptResult, read_result, write_result
 
     failed = failed_exits(exits)
     try:
         result = read_result(run_folder)
     except CorruptResult:
         result = None
+    if result is not None and result["status"] != "completed" and (run_folder / RESULT_FILE).stat().st_mtime < started:
+        result = None  # an earlier attempt's failure (--retry-failed): this attempt's rank 0 wrote none
     if result is not None and (result["status"] == "completed" or not failed):
         return result
     error = RanksFailed(describe_failure(read_records(run_folder), len(exits), failed))

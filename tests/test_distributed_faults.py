@@ -109,8 +109,15 @@ def test_a_hung_rank_fails_the_run_within_the_collective_timeout(tmp_path, monke
 
 @pytest.mark.slow
 def test_rank_zero_killed_still_leaves_a_failed_result(tmp_path):
+    """Also on a retry (--retry-failed): the earlier attempt's failed result is replaced, not taken for this one's."""
+    from ablate.run import failed_result
+    from ablate.store import write_result
+
+    write_result(tmp_path, failed_result(tiny_spec(), "faults", "run0", {}, RuntimeError("the earlier attempt's error")))
+    os.utime(tmp_path / "result.json", (time.time() - 60, time.time() - 60))
     result, _ = run_with_fault(tmp_path, "die", faulty=0)
     assert result == stored(tmp_path) and result["status"] == "failed"
+    assert "earlier attempt" not in result["error"]["message"] and result["axes"] == {"seed": 3}
     message = result["error"]["message"]
     assert message.startswith("training on 2 processes failed: rank 0 was killed by SIGKILL; rank 1 raised RuntimeError: "), message
     assert result["provenance"]["device"] is None  # written by the launcher, which trained on no device
