@@ -114,7 +114,10 @@ class RankExit:
         if self.stopped:
             return "was still running (hung) and was stopped"
         if self.exitcode is not None and self.exitcode < 0:
-            return f"was killed by {signal.Signals(-self.exitcode).name}"
+            try:
+                return f"was killed by {signal.Signals(-self.exitcode).name}"
+            except ValueError:  # a number this platform has no name for
+                return f"was killed by signal {-self.exitcode}"
         return f"exited with status {self.exitcode}"
 
 
@@ -154,7 +157,10 @@ def failures_named(run_folder: Path | None, rank: int, world: int) -> Iterator[N
 
         if isinstance(error, InterruptedForTest):
             raise  # a simulated kill, not a failure
-        write_record(run_folder, rank, error)
+        try:
+            write_record(run_folder, rank, error)
+        except OSError:
+            pass  # a full or read-only disk: the record is a courtesy, the error itself still ends the run
         if rank == 0:
             raise RanksFailed(describe_failure(wait_for_records(run_folder, world), world)) from error
         raise

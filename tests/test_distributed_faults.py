@@ -236,3 +236,21 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoint(tmp_path):
     assert not [pid for pid in ranks if alive(pid)], "a rank outlived the command"
     (folder,) = (tmp_path / "results" / "devices").iterdir()
     assert not (folder / "result.json").exists() and (folder / "checkpoint.pt").exists()
+
+
+def test_a_failure_names_silent_ranks_first_then_the_reports_earliest_first():
+    from ablate.launch import RankExit, describe_failure
+
+    def record(rank: int, kind: str, message: str, at: float) -> dict:
+        return {"rank": rank, "type": kind, "message": message, "at": at}
+
+    lost = record(0, "RuntimeError", "Connection closed by peer", 20.0)
+    cause = record(2, "ValueError", "bad batch", 10.0)
+    assert describe_failure({0: lost, 2: cause}, 4, {1: RankExit(1, -11), 3: RankExit(3, None, stopped=True)}) == (
+        "training on 4 processes failed: rank 1 was killed by SIGSEGV; rank 3 was still running (hung) and was stopped; "
+        "rank 2 raised ValueError: bad batch; rank 0 raised RuntimeError: Connection closed by peer")
+    assert describe_failure({0: lost}, 2) == ("training on 2 processes failed: rank 1 reported no error (killed, crashed "
+                                              "or hung); rank 0 raised RuntimeError: Connection closed by peer")
+    same = {rank: record(rank, "NonFiniteLoss", "loss became nan at step 7", 5.0 - rank) for rank in range(3)}
+    assert describe_failure(same, 3) == "training on 3 processes failed: every rank raised NonFiniteLoss: loss became nan at step 7"
+    assert RankExit(1, 3).describe() == "exited with status 3" and RankExit(1, -200).describe() == "was killed by signal 200"
