@@ -5,9 +5,10 @@ and takes the NT-Xent negatives from every device. Here, with world size W > 1:
 
 * every rank takes its own slice of each global batch (`train.batch_size` is the global batch on 1 or W
   processes), and the training loop (`ablate.methods.train`) wraps the method in DistributedDataParallel;
-* batch norm sees the global batch (`convert_global_batchnorm`). This is hand-written rather than
-  `nn.SyncBatchNorm` because SyncBatchNorm refuses CPU tensors, and the CPU with gloo is where ablate tests it;
-  it reduces the per-channel sums with the autograd all-reduce of `torch.distributed.nn.functional`;
+* batch norm sees the global batch: on CUDA through torch's `nn.SyncBatchNorm` (fused statistics kernels);
+  on the CPU through `GlobalBatchNorm`, hand-written because SyncBatchNorm refuses CPU tensors and the CPU with
+  gloo is where ablate tests several processes; it reduces the per-channel sums with the autograd all-reduce of
+  `torch.distributed.nn.functional` (`convert_global_batchnorm`, `wrap_model`);
 * SimCLR's loss gathers z1, z2 from every rank with their gradients (`gather_from_ranks`), so negatives come
   from every device and every rank computes the same, global loss.
 
@@ -176,8 +177,12 @@ def convert_global_batchnorm(module: nn.Module) -> nn.Module:
 
 
 def wrap_model(model: nn.Module, device: torch.device) -> nn.parallel.DistributedDataParallel:
-    """Global batch norm in place, then DDP around `model` (the model itself keeps its state_dict keys)."""
-    convert_global_batchnorm(model)
+    """Batch norm over the global batch in place (SyncBatchNorm on CUDA, GlobalBatchNorm on the CPU), then DDP
+    around `model` (the model itself keeps its state_dict keys: checkpoints move between 1 and W processes)."""
+    if device.type == "cuda":
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # converts the children in place; `model` is no batch norm
+    else:
+        convert_global_batchnorm(model)
     device_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
