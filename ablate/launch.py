@@ -209,8 +209,9 @@ def launch(work: Callable[..., Any], devices: list[str], *args: Any) -> list[Ran
                                  name=f"ablate-rank-{rank}") for rank in range(world)]
     stopped: set[int] = set()
     try:
-        for process in processes:
-            process.start()
+        with _standard_start_method():
+            for process in processes:
+                process.start()
         stopped = _watch(processes)
     finally:  # also on Ctrl-C or any error here: no rank outlives the launch
         _stop([process for process in processes if process.pid is not None and process.exitcode is None])
@@ -218,6 +219,24 @@ def launch(work: Callable[..., Any], devices: list[str], *args: Any) -> list[Ran
         process.join()
     return [RankExit(rank, None if rank in stopped else process.exitcode, rank in stopped)
             for rank, process in enumerate(processes)]
+
+
+@contextmanager
+def _standard_start_method() -> Iterator[None]:
+    """While the ranks start: a start method the new processes know. A spawned child is told the parent's global
+    start method and sets it; inside a joblib worker (`ablate run --jobs N --devices M`) that is "loky", which
+    the child has no context for, so it would fail before running anything."""
+    from multiprocessing import get_start_method
+
+    current = get_start_method(allow_none=True)
+    if current in (None, "fork", "spawn", "forkserver"):
+        yield
+        return
+    set_start_method("spawn", force=True)  # what the ranks are started with anyway; each then sets its own
+    try:
+        yield
+    finally:
+        set_start_method(current, force=True)
 
 
 def _watch(processes: list[Any]) -> set[int]:

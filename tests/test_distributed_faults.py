@@ -156,6 +156,18 @@ def test_ablate_run_devices_trains_each_run_on_that_many_processes(tmp_path):
     assert len(result["curves"]["epoch_loss"]) == 2 and 0.0 <= result["metrics"]["linear_top1"] <= 100.0
 
 
+@pytest.mark.slow
+def test_devices_with_jobs_trains_runs_side_by_side_from_joblib_workers(tmp_path):
+    """--jobs 2 --devices 2: each joblib worker launches its run's ranks (started from a worker whose start method
+    is joblib's own, which the ranks must not inherit)."""
+    (tmp_path / "devices.yaml").write_text(GRID.replace("seed: [0]", "seed: [0, 1]"))
+    done = run_ablate("run", "devices.yaml", "--devices", "2", "--jobs", "2", "--executor", "local", "--quiet",
+                      cwd=tmp_path, env=cpu_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = [json.loads(path.read_text()) for path in (tmp_path / "results" / "devices").glob("*/result.json")]
+    assert sorted((r["spec"]["seed"], r["status"], r["processes"]) for r in results) == [(0, "completed", 2), (1, "completed", 2)]
+
+
 @pytest.mark.parametrize("args, env, expected", [
     (["--devices", "3"], {}, "train.batch_size 16 is not divisible by the 3 processes of --devices 3"),
     (["--devices", "2", "--executor", "slurm"], {}, "--devices 2 is for the local executor"),
