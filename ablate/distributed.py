@@ -264,9 +264,21 @@ def run_rank(device: torch.device, spec_json: str, grid: str, run_id: str, run_f
     spec = RunSpec.model_validate_json(spec_json)
     with placed_on(str(device)):
         if is_main():
-            run_and_store(spec, grid, run_id, Path(run_folder), json.loads(axes_json), logs=logs)
+            run_and_store(spec, grid, run_id, Path(run_folder), json.loads(axes_json), epoch_lines(run_id, spec, world_size()),
+                          logs=logs)
         else:  # trains, writes nothing but its error record
             execute_run(spec, Path(run_folder), device=device, logs=())
+
+
+def epoch_lines(run_id: str, spec: RunSpec, world: int) -> Callable[[dict[str, Any]], None]:
+    """Rank 0's progress: one line per finished epoch on the command's output (the launcher's own progress bar
+    sees a run only when it ends, and a run on several GPUs can take hours)."""
+    def progress(event: dict[str, Any]) -> None:
+        if event["step"] == event["steps_per_epoch"]:
+            print(f"{run_id}: epoch {event['epoch']}/{spec.train.epochs} done on {world} processes, "
+                  f"loss {event['loss']:.4f}", flush=True)
+
+    return progress
 
 
 def run_distributed(spec: RunSpec, world: int, grid: str, run_id: str, run_folder: Path, device: str = "cpu",

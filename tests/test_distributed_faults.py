@@ -147,6 +147,9 @@ def test_ablate_run_devices_trains_each_run_on_that_many_processes(tmp_path):
                       cwd=tmp_path, env=cpu_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "each run trains on 2 processes on the CPU" in done.stdout
+    run_id = next((tmp_path / "results" / "devices").glob("*/result.json")).parent.name
+    assert f"{run_id}: epoch 1/2 done on 2 processes, loss " in done.stdout  # rank 0's progress, an epoch a line
+    assert f"{run_id}: epoch 2/2 done on 2 processes, loss " in done.stdout
     (result_file,) = (tmp_path / "results" / "devices").glob("*/result.json")
     result = json.loads(result_file.read_text())
     assert result["status"] == "completed" and result["processes"] == 2
