@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_all_start_methods, get_context, set_start_method
+from multiprocessing import get_all_start_methods, get_context, get_start_method, set_start_method
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,7 @@ def _rank_main(rank: int, world: int, port: int, device: str, work: Callable[...
     import torch
 
     from ablate import distributed
+    from ablate.bench_common import core_count
 
     on = torch.device(device)
     os.environ.update(LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))  # as torchrun sets them (stream workers read it)
@@ -184,7 +185,7 @@ def _rank_main(rank: int, world: int, port: int, device: str, work: Callable[...
     if on.type == "cuda":
         torch.cuda.set_device(on)
     else:  # the CPU's cores are shared by the ranks
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+        torch.set_num_threads(max(1, core_count() // world))
     distributed.init(rank, world, "127.0.0.1", port, on)
     try:
         work(on, *args)
@@ -226,8 +227,6 @@ def _standard_start_method() -> Iterator[None]:
     """While the ranks start: a start method the new processes know. A spawned child is told the parent's global
     start method and sets it; inside a joblib worker (`ablate run --jobs N --devices M`) that is "loky", which
     the child has no context for, so it would fail before running anything."""
-    from multiprocessing import get_start_method
-
     current = get_start_method(allow_none=True)
     if current in (None, "fork", "spawn", "forkserver"):
         yield

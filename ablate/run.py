@@ -26,6 +26,7 @@ import torch
 import ablate
 from ablate import distributed
 from ablate.launch import clear_records, failures_named
+from ablate.bench_common import core_count
 from ablate.config import RunSpec
 from ablate.cpu_memory import keep_freed_memory
 from ablate.data import DatasetSplits, load_dataset
@@ -354,7 +355,7 @@ def execute_run(
         if not main:
             return {}
         if device.type == "cpu":  # the ranks shared the cores (ablate.launch); the others are done now
-            torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+            torch.set_num_threads(core_count())
 
     clock = time.perf_counter()
     evaluation = evaluate(model, data, spec, settings)

@@ -103,9 +103,14 @@ def _grace(env: Mapping[str, str]) -> float:
 
 
 def _dist_timeout(env: Mapping[str, str]) -> float:
-    value = _non_negative(env, "ABLATE_DIST_TIMEOUT_S", "seconds")
+    """Seconds above 0 (a timeout of 0 would fail every collective at once); 600 when not set."""
+    try:
+        value = _non_negative(env, "ABLATE_DIST_TIMEOUT_S", "seconds")
+    except SettingsError:
+        value = 0.0
     if value == 0:
-        raise SettingsError("ABLATE_DIST_TIMEOUT_S is '0'; expected a number of seconds above 0")
+        raise SettingsError(f"ABLATE_DIST_TIMEOUT_S is {_text(env, 'ABLATE_DIST_TIMEOUT_S')!r}; expected a number of "
+                            "seconds above 0")
     return 600.0 if value is None else value
 
 

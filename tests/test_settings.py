@@ -13,6 +13,8 @@ def test_defaults_when_nothing_is_set():
     assert settings.data is None and settings.cache == Path.home() / ".cache" / "ablate" and settings.data_mirror is None
     assert settings.device is None and settings.executor is None and settings.slurm_grace_s == 30.0
     assert settings.compile_color is False and settings.keep_freed_memory is True
+    assert settings.dist_timeout_s == 600.0  # torch's NCCL default
+    assert load_settings({"ABLATE_DIST_TIMEOUT_S": "4.5"}).dist_timeout_s == 4.5
 
 
 def test_values_are_read_and_converted():
@@ -48,6 +50,9 @@ def test_the_process_environment_is_read_at_each_call(monkeypatch):
     ("ABLATE_COMPILE_COLOR", "yes", "ABLATE_COMPILE_COLOR is 'yes'; expected 1 (compile the colour distortion) or 0"),
     ("ABLATE_DATA_MIRROR", "ftp://mirror/data", "ABLATE_DATA_MIRROR is 'ftp://mirror/data'; expected an http:// or https:// address"),
     ("ABLATE_DATA_MIRROR", "/srv/data", "ABLATE_DATA_MIRROR is '/srv/data'; expected an http:// or https:// address"),
+    ("ABLATE_DIST_TIMEOUT_S", "0", "ABLATE_DIST_TIMEOUT_S is '0'; expected a number of seconds above 0"),
+    ("ABLATE_DIST_TIMEOUT_S", "-5", "ABLATE_DIST_TIMEOUT_S is '-5'; expected a number of seconds above 0"),
+    ("ABLATE_DIST_TIMEOUT_S", "ten", "ABLATE_DIST_TIMEOUT_S is 'ten'; expected a number of seconds above 0"),
     ("ABLATE_KEEP_FREED_MEMORY", "off", "ABLATE_KEEP_FREED_MEMORY is 'off'; expected 1 (keep freed memory in CPU runs) or 0"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(variable, value, message):

@@ -190,18 +190,12 @@ def run_local(
     if processes > 1 and not devices:
         say(f"ablate: each run trains on {processes} processes on the CPU (gloo), train.batch_size split between them")
     if jobs <= 1 and processes == 1:
-        results = []
         for run in todo:
-            results.append(_run_with_bar(run, grid, results_root, show_progress, retry_failed))
-            _count(summary, results[-1])
-            outer.set_postfix(done=summary.completed, failed=len(summary.failed))
-            outer.update(1)
+            _advance(outer, summary, _run_with_bar(run, grid, results_root, show_progress, retry_failed))
     elif jobs <= 1:  # one run at a time on `processes` devices; its ranks report no steps to this process
         with shared_pool(devices) if devices else nullcontext() as pool:
             for run in todo:
-                _count(summary, _run_quietly(run, grid, results_root, retry_failed, chosen_logs(), pool, processes))
-                outer.set_postfix(done=summary.completed, failed=len(summary.failed))
-                outer.update(1)
+                _advance(outer, summary, _run_quietly(run, grid, results_root, retry_failed, chosen_logs(), pool, processes))
     else:
         # Worker processes, each with its own torch threads: runs are independent and write their own files.
         logs = chosen_logs()
@@ -211,11 +205,16 @@ def run_local(
         with shared_pool(devices) if devices else nullcontext() as pool:
             tasks = (delayed(_run_quietly)(run, grid, results_root, retry_failed, logs, pool, processes) for run in todo)
             for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(tasks):
-                _count(summary, result)
-                outer.set_postfix(done=summary.completed, failed=len(summary.failed))
-                outer.update(1)
+                _advance(outer, summary, result)
     outer.close()
     return summary
+
+
+def _advance(outer: tqdm, summary: Summary, result: dict[str, Any] | None) -> None:
+    """Count a finished run and move the grid's progress bar on by one."""
+    _count(summary, result)
+    outer.set_postfix(done=summary.completed, failed=len(summary.failed))
+    outer.update(1)
 
 
 def _count(summary: Summary, result: dict[str, Any] | None) -> None:

@@ -1,9 +1,11 @@
-"""What runs inside a SLURM job: one planned run, trained through `run_claimed`, requeued at a time-out.
+"""What runs inside a SLURM job: one planned run, claimed and trained, requeued at a time-out.
 
 The submitted callable, `SlurmRun`, holds only JSON (spec, axes), the grid name, the run id, the
-results folder and the live logs chosen for the runs (`ablate run --log`, `ablate.log`). It trains through `run_claimed` (lock, completion re-check, `run_and_store`) and, at
-a time-out or preemption signal, asks to be requeued as itself: the next attempt resumes from the
-run's own `checkpoint.pt`. Nothing else (no model) is pickled.
+results folder and the live logs chosen for the runs (`ablate run --log`, `ablate.log`). It claims the
+run (`claim.claimed`: lock, completion re-check), trains it through `run_and_store` (on every task of
+the job, one rank each, where the job has several) and, at a time-out or preemption signal, asks to be
+requeued as itself: the next attempt resumes from the run's own `checkpoint.pt`. Nothing else (no
+model) is pickled.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission, TorchDistributedEnvironment
 
 from ablate.execute import claim
-from ablate.execute.claim import LOCK_FILE, STALE_AFTER_SECONDS, run_claimed
+from ablate.execute.claim import LOCK_FILE, STALE_AFTER_SECONDS
 from ablate.log import logging_to
 from ablate.plan import PlannedRun
 from ablate.store import CorruptResult, read_result, run_dir
@@ -29,7 +31,7 @@ ATTEMPT_FILE = ".slurm_attempt.json"  # in the run folder: host and pid of the j
 
 
 class SlurmRun(Checkpointable):
-    """What a SLURM job runs: one planned run, through `run_claimed`. Picklable by reference.
+    """What a SLURM job runs: one planned run, claimed and trained. Picklable by reference.
 
     At a time-out or preemption signal submitit calls `checkpoint()` and requeues the job with its
     answer: this same object, whose next call resumes from the run's own checkpoint.pt.
@@ -60,27 +62,18 @@ class SlurmRun(Checkpointable):
         _use_allocated_cpus()
         _break_lock_of_earlier_attempt(folder, job_id)
         _record_attempt(folder, job_id)
-        deadline = time.time() + STALE_AFTER_SECONDS + 60
-        while True:
-            with logging_to(getattr(self, "logs", ())):  # a job pickled by an ablate without logs has none
-                result = run_claimed(self.planned(), self.grid, Path(self.results_root), retry_failed=True,
-                                     progress=_log_epoch)
-            if result is not None:
-                _log(f"run {self.run_id}: {result['status']}" + (f" (resumed from epoch {result.get('resumed_from_epoch'):.2f})"
-                                                                  if result.get("resumed_from_epoch") is not None else ""))
-                return {"run_id": self.run_id, "status": result["status"]}
-            try:
-                existing = read_result(folder)
-            except CorruptResult:
-                existing = None
-            if existing is not None and existing["status"] == "completed":
+        from ablate.run import run_and_store  # the run stage sits below execute; torch only inside the job
+
+        with ExitStack() as held:
+            if not self._claim(held):
                 _log(f"run {self.run_id}: already completed; nothing to do")
                 return {"run_id": self.run_id, "status": "completed"}
-            if time.time() > deadline:
-                raise RuntimeError(f"run {self.run_id} stayed locked by another process ({folder / LOCK_FILE}); "
-                                   "it is trained elsewhere, or remove the lock file if nothing runs it")
-            _log(f"run {self.run_id} is held by another process ({folder / LOCK_FILE}); waiting for it")
-            time.sleep(10)
+            planned = self.planned()
+            with logging_to(getattr(self, "logs", ())):  # a job pickled by an ablate without logs has none
+                result = run_and_store(planned.spec, self.grid, self.run_id, folder, planned.axes, _log_epoch)
+        _log(f"run {self.run_id}: {result['status']}" + (f" (resumed from epoch {result.get('resumed_from_epoch'):.2f})"
+                                                          if result.get("resumed_from_epoch") is not None else ""))
+        return {"run_id": self.run_id, "status": result["status"]}
 
     def call_on_tasks(self) -> dict[str, Any]:
         """One run across the job's tasks (slurm.nodes × tasks per node), one rank each (`ablate.distributed`).
@@ -132,8 +125,8 @@ class SlurmRun(Checkpointable):
         return {"run_id": self.run_id, "status": result["status"]}
 
     def _claim(self, held: ExitStack) -> bool:
-        """Rank 0: take the run's lock for the rest of `held` (waiting, as one task does, while another process
-        holds it); False when the run is already completed."""
+        """Take the run's lock (`claim.claimed`: with the completion re-check) for the rest of `held`, waiting
+        while another process holds it, up to a stale lock's age; False when the run is already completed."""
         folder = self.folder()
         deadline = time.time() + STALE_AFTER_SECONDS + 60
         while True:
